@@ -1,0 +1,46 @@
+# The README's commands live here. Everything installs into .venv from a fresh machine.
+PY ?= python3
+VENV ?= .venv
+VPY := $(VENV)/bin/python
+# CPU wheel (a plain `torch` would pull several GB of CUDA packages on machines without CUDA).
+TORCH_CPU := torch==2.13.0
+# The CPU interpreter needs triton>=3.9 with numpy 2.x (triton 3.6's interpreter breaks on numpy 2.4).
+TRITON_CPU := triton>=3.9
+LIGHTLY := lightly==1.6.0
+PYTEST_ARGS ?=
+
+.PHONY: demo test bench gpu install clean
+.DEFAULT_GOAL := demo
+
+$(VENV)/.installed: setup.py pyproject.toml Makefile
+	$(PY) -m venv --system-site-packages $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	@# Keep a CUDA torch that is already present; otherwise install the pinned CPU build.
+	if $(VPY) -c "import sys, torch; sys.exit(0 if torch.version.cuda else 1)" 2>/dev/null; then \
+		echo "using the CUDA-enabled torch already present"; \
+	else \
+		$(VPY) -m pip install -q "$(TORCH_CPU)" "$(TRITON_CPU)" "numpy>=2"; \
+	fi
+	$(VPY) -m pip install -q -e ".[test,bench,dali]"
+	@# lightly is the independent oracle in the tests; --no-deps keeps torchvision out.
+	$(VPY) -m pip install -q --no-deps "$(LIGHTLY)"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(VENV)/bin/sslfast env
+	$(VENV)/bin/sslfast bench losses --quick
+
+test: install
+	TRITON_INTERPRET=1 $(VPY) -m pytest $(PYTEST_ARGS)
+
+bench: install
+	$(VENV)/bin/sslfast bench losses
+
+# On a CUDA machine that already has torch+triton (no registry access): tests and benchmarks in place.
+gpu:
+	bash bench/gpu_run.sh
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

@@ -1,0 +1,54 @@
+"""The one place that resolves ``backend=`` for every loss.
+
+``"auto"`` means the fused Triton kernels for CUDA tensors and the plain-PyTorch
+implementation of the same algorithms everywhere else. ``"triton"`` on CPU tensors is
+allowed only under ``TRITON_INTERPRET=1`` (how CI proves the kernels correct).
+"""
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+
+import torch
+
+BACKENDS = ("auto", "triton", "torch", "reference")
+
+
+def interpreting() -> bool:
+    """True when Triton kernels run on the CPU interpreter (``TRITON_INTERPRET=1``)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+@functools.cache
+def triton_available() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
+def auto_backend(device: torch.device | str) -> str:
+    """What ``backend="auto"`` resolves to for tensors on ``device``."""
+    device = torch.device(device)
+    if device.type == "cuda" and triton_available():
+        return "triton"
+    return "torch"
+
+
+def resolve_backend(backend: str, device: torch.device | str) -> str:
+    """Validate ``backend`` and resolve ``"auto"`` for tensors on ``device``."""
+    if not isinstance(backend, str) or backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        return auto_backend(device)
+    if backend == "triton":
+        if not triton_available():
+            raise ImportError(
+                "backend='triton' needs the triton package: pip install 'sslfast[triton]' "
+                "(CUDA builds of torch ship it)"
+            )
+        device = torch.device(device)
+        if device.type != "cuda" and not interpreting():
+            raise ValueError(
+                f"backend='triton' needs CUDA tensors (got device {device}); "
+                "set TRITON_INTERPRET=1 to run the kernels on the CPU interpreter, or use backend='torch'"
+            )
+    return backend

@@ -1,0 +1,1 @@
+"""Benchmarks behind `sslfast bench ...`; the scripts in bench/ are thin wrappers."""
