@@ -1,0 +1,1 @@
+"""Datasets, view specifications, GPU augmentation and DALI pipelines."""

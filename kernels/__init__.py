@@ -1,0 +1,1 @@
+"""Raw Triton kernels and their host launchers (no autograd, no nn)."""
