@@ -2,4 +2,9 @@
 
 Importing sslfast imports torch only; triton, DALI and plotting libraries load on first use.
 """
+from . import functional
+from .losses import BarlowTwinsLoss, EMPSSLLoss, TiCoLoss, TotalCodingRate, VICRegLoss
+
 __version__ = "0.1.0"
+
+__all__ = ["VICRegLoss", "BarlowTwinsLoss", "TiCoLoss", "TotalCodingRate", "EMPSSLLoss", "functional", "__version__"]

@@ -33,10 +33,15 @@ def auto_backend(device: torch.device | str) -> str:
     return "torch"
 
 
-def resolve_backend(backend: str, device: torch.device | str) -> str:
-    """Validate ``backend`` and resolve ``"auto"`` for tensors on ``device``."""
+def check_backend(backend: str) -> str:
     if not isinstance(backend, str) or backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    return backend
+
+
+def resolve_backend(backend: str, device: torch.device | str) -> str:
+    """Validate ``backend`` and resolve ``"auto"`` for tensors on ``device``."""
+    check_backend(backend)
     if backend == "auto":
         return auto_backend(device)
     if backend == "triton":

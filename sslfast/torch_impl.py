@@ -1,0 +1,149 @@
+"""The `torch` backend: the fused algorithms written in plain PyTorch.
+
+Each ``*_fwd_torch`` returns the loss *and* its input gradients in one pass (SSL losses
+are terminal scalars), with the same signature as the Triton launcher in ``kernels/``.
+It is the default on CPU and the readable specification of what the kernels compute.
+"""
+from __future__ import annotations
+
+import torch
+
+from ._gram import offdiag_cross, offdiag_self
+
+
+def acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Accumulate in fp32 for fp32/bf16/fp16 inputs and fp64 for fp64 inputs."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _empty_grads(z_a: torch.Tensor, z_b: torch.Tensor):
+    return z_a.new_empty(0), z_b.new_empty(0)
+
+
+def vicreg_fwd_torch(z_a, z_b, lambda_param: float, mu_param: float, nu_param: float, eps: float,
+                     compute_grad: bool):
+    acc = acc_dtype(z_a.dtype)
+    za, zb = z_a.to(acc), z_b.to(acc)
+    n, d = za.shape
+    diff = za - zb
+    loss = lambda_param * diff.square().mean()
+    grads = []
+    for z in (za, zb):
+        zc = z - z.mean(0)
+        off, m, s = offdiag_self(zc)
+        sq = s if s is not None else zc.square().sum(0)
+        std = torch.sqrt(sq / (n - 1) + eps)
+        loss = loss + 0.5 * mu_param * torch.relu(1 - std).mean() + (nu_param / (d * (n - 1) ** 2)) * off.to(acc)
+        if compute_grad:
+            direction = m if s is None else m - zc * s
+            var_coef = torch.where(std < 1, -0.5 * mu_param / (d * (n - 1) * std), 0.0)
+            grads.append(var_coef * zc + (4 * nu_param / (d * (n - 1) ** 2)) * direction)
+    if not compute_grad:
+        return (loss, *_empty_grads(z_a, z_b))
+    g_inv = (2 * lambda_param / (n * d)) * diff
+    return loss, (grads[0] + g_inv).to(z_a.dtype), (grads[1] - g_inv).to(z_b.dtype)
+
+
+def _standardise(z: torch.Tensor, eps: float = 1e-5):
+    mean = z.mean(0)
+    zc = z - mean
+    rstd = torch.rsqrt(zc.square().mean(0) + eps)
+    return zc * rstd, rstd
+
+
+def _standardise_backward(g: torch.Tensor, zhat: torch.Tensor, rstd: torch.Tensor) -> torch.Tensor:
+    # BatchNorm1d(affine=False) backward with batch statistics and biased variance.
+    return rstd * (g - g.mean(0) - zhat * (g * zhat).mean(0))
+
+
+def barlow_twins_fwd_torch(z_a, z_b, lambda_param: float, compute_grad: bool):
+    acc = acc_dtype(z_a.dtype)
+    n = z_a.shape[0]
+    a, ra = _standardise(z_a.to(acc))
+    b, rb = _standardise(z_b.to(acc))
+    off, diag, ma, mb, gram = offdiag_cross(a, b)
+    c = diag / n
+    loss = (1 - c).square().sum() + (lambda_param / n**2) * off.to(acc)
+    if not compute_grad:
+        return (loss, *_empty_grads(z_a, z_b))
+    if gram:
+        ma, mb = ma - b * diag, mb - a * diag
+    on = (-2.0 / n) * (1 - c)
+    ga = (2 * lambda_param / n**2) * ma + on * b
+    gb = (2 * lambda_param / n**2) * mb + on * a
+    return loss, _standardise_backward(ga, a, ra).to(z_a.dtype), _standardise_backward(gb, b, rb).to(z_b.dtype)
+
+
+def normalize_backward(g: torch.Tensor, u: torch.Tensor, norm: torch.Tensor, eps: float) -> torch.Tensor:
+    """Backward of u = x / max(‖x‖, eps) (F.normalize), rows of ``g``/``u``, ``norm`` = ‖x‖ (N, 1)."""
+    proj = g - u * (u * g).sum(1, keepdim=True)
+    return torch.where(norm > eps, proj / norm.clamp_min(eps), g / eps)
+
+
+NORM_EPS = 1e-12  # F.normalize's default
+
+
+def tico_fwd_torch(z_a, z_b, cov, beta: float, rho: float, compute_grad: bool):
+    """TiCo loss, gradients and the updated running covariance C' = βC + (1−β)·UaᵀUa/N.
+
+    The loss uses C' (as lightly); C' is a constant for the gradient (B is detached).
+    """
+    acc = torch.promote_types(acc_dtype(z_a.dtype), cov.dtype)
+    za, zb = z_a.to(acc), z_b.to(acc)
+    n = za.shape[0]
+    na, nb = za.norm(dim=1, keepdim=True), zb.norm(dim=1, keepdim=True)
+    ua, ub = za / na.clamp_min(NORM_EPS), zb / nb.clamp_min(NORM_EPS)
+    new_cov = torch.addmm(cov.to(acc), ua.T, ua, beta=beta, alpha=(1 - beta) / n)
+    p = ua @ new_cov
+    loss = 1 - (ua * ub).sum() / n + (rho / n) * (p * ua).sum()
+    if not compute_grad:
+        return loss, z_a.new_empty(0), z_b.new_empty(0), new_cov.to(cov.dtype)
+    gua = (2 * rho * p - ub) / n  # C' symmetric: d(uCuᵀ)/du = 2uC
+    gub = -ua / n
+    ga = normalize_backward(gua, ua, na, NORM_EPS)
+    gb = normalize_backward(gub, ub, nb, NORM_EPS)
+    return loss, ga.to(z_a.dtype), gb.to(z_b.dtype), new_cov.to(cov.dtype)
+
+
+def coding_rate_fwd_torch(z, eps: float, compute_grad: bool):
+    """Per-view total coding rate −½·logdet(I + a·ZᵀZ), a = D/(N·eps), for z of shape (V, N, D).
+
+    Sylvester: logdet(I_D + a·ZᵀZ) = logdet(I_N + a·ZZᵀ); the smaller side is factorised, all V
+    views in one batched Cholesky (no host sync: cholesky_ex). Gradient: −a·(I + aZZᵀ)⁻¹Z.
+    """
+    acc = acc_dtype(z.dtype)
+    x = z.to(acc)
+    v, n, d = x.shape
+    a = d / (n * eps)
+    rows = n <= d
+    k = n if rows else d
+    eye = torch.eye(k, device=x.device, dtype=acc).expand(v, k, k)
+    gram = torch.baddbmm(eye, x, x.mT, alpha=a) if rows else torch.baddbmm(eye, x.mT, x, alpha=a)
+    chol, _ = torch.linalg.cholesky_ex(gram)
+    tcr = -torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)  # −½·2·Σ log diag(L)
+    if not compute_grad:
+        return tcr, z.new_empty(0)
+    grad = torch.cholesky_solve(x, chol) if rows else torch.cholesky_solve(x.mT, chol).mT
+    return tcr, (-a * grad).to(z.dtype)
+
+
+COS_EPS = 1e-8  # F.cosine_similarity's default
+
+
+def view_invariance_fwd_torch(z, compute_grad: bool):
+    """EMP-SSL invariance −mean_{v,b} cos(z_vb, z̄_b), z̄ = mean over views (not detached); z: (V, B, D)."""
+    acc = acc_dtype(z.dtype)
+    x = z.to(acc)
+    v, b, _ = x.shape
+    mean = x.mean(0)
+    nz = x.norm(dim=-1, keepdim=True).clamp_min(COS_EPS)
+    nm = mean.norm(dim=-1, keepdim=True).clamp_min(COS_EPS)
+    u, w = x / nz, mean / nm
+    cos = (u * w).sum(-1, keepdim=True)
+    loss = -cos.mean()
+    if not compute_grad:
+        return loss, z.new_empty(0)
+    direct = (w - cos * u) / nz
+    through_mean = (u - cos * w).sum(0) / (nm * v)
+    grad = -(direct + through_mean) / (v * b)
+    return loss, grad.to(z.dtype)
