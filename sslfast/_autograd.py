@@ -6,27 +6,30 @@ backward only scales the saved gradients by grad_output.
 """
 from __future__ import annotations
 
-import importlib
-
 import torch
 
 from . import torch_impl
 
-_KERNELS = {
-    "vicreg": ("vicreg", "vicreg_fwd"),
-    "barlow_twins": ("barlow", "barlow_twins_fwd"),
-    "tico": ("tico", "tico_fwd"),
-    "coding_rate": ("coding_rate", "coding_rate_fwd"),
-    "view_invariance": ("coding_rate", "view_invariance_fwd"),
-}
+
+def _kernel_launchers() -> dict:
+    # Imported on first use (triton is optional on CPU); plain import statements, not importlib,
+    # so that torch.compile can trace a first call that happens inside a compiled step.
+    from sslfast.kernels import barlow, coding_rate, tico, vicreg
+
+    return {
+        "vicreg": vicreg.vicreg_fwd,
+        "barlow_twins": barlow.barlow_twins_fwd,
+        "tico": tico.tico_fwd,
+        "coding_rate": coding_rate.coding_rate_fwd,
+        "view_invariance": coding_rate.view_invariance_fwd,
+    }
 
 
 def launcher(loss: str, backend: str):
     """The forward+gradient function of ``loss`` for a resolved backend ("torch" | "triton")."""
     if backend == "torch":
         return getattr(torch_impl, f"{loss}_fwd_torch")
-    module, name = _KERNELS[loss]
-    return getattr(importlib.import_module(f"sslfast.kernels.{module}"), name)
+    return _kernel_launchers()[loss]
 
 
 def _scaled(grad_out: torch.Tensor, grad: torch.Tensor, needed: bool):

@@ -6,7 +6,6 @@ allowed only under ``TRITON_INTERPRET=1`` (how CI proves the kernels correct).
 """
 from __future__ import annotations
 
-import functools
 import importlib.util
 import os
 
@@ -20,9 +19,12 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
-@functools.cache
+# find_spec locates the package without importing it; a constant keeps compiled code free of lookups.
+_TRITON_FOUND = importlib.util.find_spec("triton") is not None
+
+
 def triton_available() -> bool:
-    return importlib.util.find_spec("triton") is not None
+    return _TRITON_FOUND
 
 
 def auto_backend(device: torch.device | str) -> str:

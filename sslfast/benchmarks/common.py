@@ -51,15 +51,18 @@ def time_fn(
     """Median/p20/p80 of ``fn()`` in milliseconds.
 
     On CUDA this uses triton.testing.do_bench (which flushes L2 and uses CUDA events).
-    On CPU it runs ``warmup`` calls, then up to ``rep`` timed calls (at least one), stopping
-    early once ``max_time_s`` is spent.
+    On CPU it runs ``warmup`` calls (one only when a call is slow), then up to ``rep`` timed
+    calls, stopping after at least 3 once ``max_time_s`` is spent.
     """
     if device.type == "cuda":
         from triton.testing import do_bench
 
         samples = do_bench(fn, warmup=25, rep=100, return_mode="all")
         return quantiles(list(samples))
-    for _ in range(warmup):
+    t0 = time.perf_counter()
+    fn()  # first call: allocation, autotuning, compilation
+    first = time.perf_counter() - t0
+    for _ in range(warmup - 1 if first * warmup < max_time_s / 4 else 0):
         fn()
     samples: list[float] = []
     start = time.perf_counter()
@@ -68,7 +71,7 @@ def time_fn(
         fn()
         samples.append((time.perf_counter() - t0) * 1e3)
         elapsed = time.perf_counter() - start
-        if elapsed > max_time_s or (elapsed > min_time_s and len(samples) >= 3 and elapsed * 4 > max_time_s):
+        if len(samples) >= 3 and elapsed > max(min_time_s, max_time_s):
             break
     return quantiles(samples)
 
