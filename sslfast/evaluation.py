@@ -5,6 +5,7 @@
 - Linear probe on precomputed features, trained on the device (full batch by default);
   patch-averaged features as in EMP-SSL (Tong et al., 2023).
 """
+
 from __future__ import annotations
 
 import math
@@ -144,11 +145,15 @@ def extract_features(
             if isinstance(batch, (tuple, list)):
                 if return_labels:
                     if len(batch) < 2:
-                        raise ValueError(f"return_labels needs (images, labels) batches, batch {i} has {len(batch)} items")
+                        raise ValueError(
+                            f"return_labels needs (images, labels) batches, batch {i} has {len(batch)} items"
+                        )
                     labels.append(torch.as_tensor(batch[1]).to(dev, non_blocking=True))
                 batch = batch[0]
             elif return_labels:
-                raise ValueError(f"return_labels needs (images, labels) batches, batch {i} is a {type(batch).__name__}")
+                raise ValueError(
+                    f"return_labels needs (images, labels) batches, batch {i} is a {type(batch).__name__}"
+                )
             if not isinstance(batch, torch.Tensor):
                 raise TypeError(f"batch {i} must hold an image tensor, got {type(batch).__name__}")
             x = transform(batch.to(dev, non_blocking=True))
@@ -159,7 +164,9 @@ def extract_features(
                 f = model(x)
             if not isinstance(f, torch.Tensor) or f.dim() != 2 or f.shape[0] != x.shape[0]:
                 shape = tuple(f.shape) if isinstance(f, torch.Tensor) else type(f).__name__
-                raise ValueError(f"model must return (batch, D) features, got {shape} for a batch of {x.shape[0]}")
+                raise ValueError(
+                    f"model must return (batch, D) features, got {shape} for a batch of {x.shape[0]}"
+                )
             feats.append(f.float())
     finally:
         model.train(was_training)
@@ -208,7 +215,8 @@ def knn_classify(
         _check_labels(test_labels, "test_labels", test_feats.shape[0], "test_feats")
     if train_feats.shape[1] != test_feats.shape[1]:
         raise ValueError(
-            f"train_feats and test_feats must share D, got shapes {tuple(train_feats.shape)} and {tuple(test_feats.shape)}"
+            "train_feats and test_feats must share D, got shapes "
+            f"{tuple(train_feats.shape)} and {tuple(test_feats.shape)}"
         )
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n_train:
         raise ValueError(f"k must be an int in [1, N_train={n_train}], got {k!r}")
@@ -226,11 +234,11 @@ def knn_classify(
     train_y = train_labels.to(dev, torch.int64)
     preds = torch.empty(test_n.shape[0], dtype=torch.int64, device=dev)
     for start in range(0, test_n.shape[0], chunk_size):
-        q = test_n[start:start + chunk_size]
+        q = test_n[start : start + chunk_size]
         sim, idx = (q @ train_n.T).topk(k, dim=1)  # (c, k)
         votes = torch.zeros(q.shape[0], c, device=dev, dtype=torch.float32)
         votes.scatter_add_(1, train_y[idx], (sim / temperature).exp_())
-        preds[start:start + q.shape[0]] = votes.argmax(dim=1)
+        preds[start : start + q.shape[0]] = votes.argmax(dim=1)
     top1 = None
     if test_labels is not None:
         top1 = 100.0 * float((preds == test_labels.to(dev)).float().mean())
@@ -271,8 +279,9 @@ class KNNMonitor:
         self.train_labels = train_labels.to(self.device)
         self.test_labels = test_labels.to(self.device)
         self.knn_kw = dict(k=k, temperature=temperature, num_classes=num_classes)
-        self.extract_kw = dict(transform=transform, batch_size=batch_size, device=self.device,
-                               autocast_dtype=autocast_dtype)
+        self.extract_kw = dict(
+            transform=transform, batch_size=batch_size, device=self.device, autocast_dtype=autocast_dtype
+        )
         self.every = every
         self.history: list[tuple[int | None, float]] = []
 
@@ -296,11 +305,14 @@ def _probe_input(x, name: str, average_patches: bool) -> torch.Tensor:
     check_tensor(x, name)
     if average_patches:
         if x.dim() != 3:
-            raise ValueError(f"with average_patches=True, {name} must have shape (P, N, D), got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"with average_patches=True, {name} must have shape (P, N, D), got shape {tuple(x.shape)}"
+            )
         return x.float().mean(dim=0)
     if x.dim() == 3:
         raise ValueError(
-            f"{name} has shape {tuple(x.shape)}: pass average_patches=True to average (P, N, D) patch features"
+            f"{name} has shape {tuple(x.shape)}: "
+            "pass average_patches=True to average (P, N, D) patch features"
         )
     return _check_feats(x, name)
 
@@ -351,7 +363,9 @@ def linear_probe(
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")
     if optimizer not in ("adamw", "lbfgs"):
         raise ValueError(f"optimizer must be 'adamw' or 'lbfgs', got {optimizer!r}")
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+    ):
         raise ValueError(f"batch_size must be None (full batch) or a positive int, got {batch_size!r}")
     if optimizer == "lbfgs" and batch_size is not None:
         raise ValueError("optimizer='lbfgs' is full-batch: leave batch_size=None")
@@ -424,7 +438,7 @@ def _train_adamw(head, x, y, epochs, lr, weight_decay, batch_size, gen):
         for start in range(0, n, bs):
             for g in opt.param_groups:
                 g["lr"] = warmup_cosine(step, total, 0, lr, 0.0)
-            xb, yb = (x, y) if order is None else (x[order[start:start + bs]], y[order[start:start + bs]])
+            xb, yb = (x, y) if order is None else (x[order[start : start + bs]], y[order[start : start + bs]])
             loss = F.cross_entropy(head(xb), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -436,8 +450,15 @@ def _train_adamw(head, x, y, epochs, lr, weight_decay, batch_size, gen):
 
 
 def _train_lbfgs(head, x, y, max_iter, lr, weight_decay):
-    opt = torch.optim.LBFGS(head.parameters(), lr=lr, max_iter=max_iter, history_size=20,
-                            tolerance_grad=1e-7, tolerance_change=1e-10, line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS(
+        head.parameters(),
+        lr=lr,
+        max_iter=max_iter,
+        history_size=20,
+        tolerance_grad=1e-7,
+        tolerance_change=1e-10,
+        line_search_fn="strong_wolfe",
+    )
     n_evals = 0
 
     def closure():

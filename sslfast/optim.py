@@ -10,6 +10,7 @@
 Optimizer options are plain numbers and bools (no filter callables) so that
 ``optimizer.state_dict()`` loads with ``torch.load(..., weights_only=True)``.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,7 +27,9 @@ def _is_no_decay(name: str, p: torch.Tensor, skip_names: Iterable[str]) -> bool:
     return p.ndim <= 1 or any(name == s or name.endswith("." + s) for s in skip_names)
 
 
-def param_groups_for_ssl(model: nn.Module, weight_decay: float, *, skip_names: Iterable[str] = ()) -> list[dict]:
+def param_groups_for_ssl(
+    model: nn.Module, weight_decay: float, *, skip_names: Iterable[str] = ()
+) -> list[dict]:
     """Two parameter groups: weights get ``weight_decay`` and LARS adaptation; biases and
     norm parameters (every parameter with ndim <= 1, plus names in ``skip_names``) get neither,
     as in the SimCLR, Barlow Twins and VICReg code. Frozen parameters are left out.
@@ -92,8 +95,14 @@ class LARS(torch.optim.Optimizer):
         _check_number(eta, "eta")
         if momentum >= 1:
             raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
-        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta,
-                        clip_lr=bool(clip_lr), lars_adaptation=bool(lars_adaptation))
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            eta=eta,
+            clip_lr=bool(clip_lr),
+            lars_adaptation=bool(lars_adaptation),
+        )
         super().__init__(params, defaults)
 
     @torch.no_grad()
@@ -115,9 +124,17 @@ class LARS(torch.optim.Optimizer):
                 if "momentum_buffer" not in state:
                     state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 bufs.append(state["momentum_buffer"])
-            _lars_update(params, grads, bufs, lr=group["lr"], momentum=group["momentum"],
-                         weight_decay=group["weight_decay"], eta=group["eta"],
-                         clip_lr=group["clip_lr"], adapt=group["lars_adaptation"])
+            _lars_update(
+                params,
+                grads,
+                bufs,
+                lr=group["lr"],
+                momentum=group["momentum"],
+                weight_decay=group["weight_decay"],
+                eta=group["eta"],
+                clip_lr=group["clip_lr"],
+                adapt=group["lars_adaptation"],
+            )
         return loss
 
 
@@ -190,8 +207,9 @@ def build_optimizer(
     return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, **impl)
 
 
-def warmup_cosine(step, total_steps: int, warmup_steps: int, base_lr: float, final_lr: float = 0.0,
-                  *, start_lr: float = 0.0):
+def warmup_cosine(
+    step, total_steps: int, warmup_steps: int, base_lr: float, final_lr: float = 0.0, *, start_lr: float = 0.0
+):
     r"""Learning rate at ``step`` (0-based): linear warm-up, then cosine decay.
 
     .. math::

@@ -1,4 +1,5 @@
 """Feature extraction, weighted kNN (vs a float64 brute-force reference), linear probe, KNNMonitor."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -30,8 +31,10 @@ def test_knn_matches_float64_reference_for_any_chunk_size():
     train, train_y, centers = _blobs(500, 16, 7, 0.7, gen)  # overlapping classes: votes matter
     test, test_y, _ = _blobs(211, 16, 7, 0.7, gen, centers)
     ref = _knn_reference(train, train_y, test, 20, 0.1, 7)
-    results = [knn_classify(train, train_y, test, test_y, k=20, temperature=0.1, chunk_size=cs)
-               for cs in (1, 13, 211, None)]
+    results = [
+        knn_classify(train, train_y, test, test_y, k=20, temperature=0.1, chunk_size=cs)
+        for cs in (1, 13, 211, None)
+    ]
     for r in results:
         assert torch.equal(r.predictions, ref)
         assert r.top1 == pytest.approx(100.0 * (ref == test_y).double().mean().item())
@@ -112,10 +115,12 @@ def test_extract_features_eval_mode_batches_and_mode_restored():
     assert rel_err(feats, ref) < 1e-6
     # A normaliser is applied on the device; loaders of (images, labels) work too.
     norm = normalizer((0.5, 0.4, 0.3), (0.2, 0.25, 0.3))
-    expect = net(((images.float() / 255) - torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1))
-                 / torch.tensor([0.2, 0.25, 0.3]).view(1, 3, 1, 1))
+    expect = net(
+        ((images.float() / 255) - torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1))
+        / torch.tensor([0.2, 0.25, 0.3]).view(1, 3, 1, 1)
+    )
     labels = torch.arange(10)
-    loader = [(images[i:i + 3], labels[i:i + 3]) for i in range(0, 10, 3)]
+    loader = [(images[i : i + 3], labels[i : i + 3]) for i in range(0, 10, 3)]
     feats2, labels2 = extract_features(net, loader, transform=norm, device="cpu", return_labels=True)
     assert rel_err(feats2, expect) < 1e-6 and torch.equal(labels2, labels)
     # bf16 autocast still returns float32, close to the fp32 result.
@@ -125,7 +130,9 @@ def test_extract_features_eval_mode_batches_and_mode_restored():
 
 def test_extract_features_bad_input():
     net = _TinyNet()
-    with pytest.raises(ValueError, match=r"data must be an image tensor \(N, C, H, W\), got shape \(3, 8, 8\)"):
+    with pytest.raises(
+        ValueError, match=r"data must be an image tensor \(N, C, H, W\), got shape \(3, 8, 8\)"
+    ):
         extract_features(net, torch.zeros(3, 8, 8), device="cpu")
     with pytest.raises(ValueError, match="batch_size must be a positive int"):
         extract_features(net, torch.zeros(2, 3, 8, 8), batch_size=0, device="cpu")
@@ -179,7 +186,9 @@ def test_linear_probe_average_patches_equals_probe_on_the_mean():
     patches_t = base_t + 3 * torch.randn(8, 100, 16, generator=gen)
     r_avg = linear_probe(patches, y, patches_t, yt, epochs=50, average_patches=True)
     r_mean = linear_probe(patches.mean(0), y, patches_t.mean(0), yt, epochs=50)
-    assert r_avg["top1"] == r_mean["top1"] and r_avg["final_loss"] == pytest.approx(r_mean["final_loss"], rel=1e-5)
+    assert r_avg["top1"] == r_mean["top1"] and r_avg["final_loss"] == pytest.approx(
+        r_mean["final_loss"], rel=1e-5
+    )
     # Averaging 8 patches removes most of the noise: better than probing a single patch.
     r_single = linear_probe(patches[0], y, patches_t[0], yt, epochs=50)
     assert r_avg["top1"] > r_single["top1"]
@@ -189,7 +198,9 @@ def test_linear_probe_bad_input():
     x, y = torch.randn(20, 4), torch.randint(0, 3, (20,))
     with pytest.raises(ValueError, match=r"\(2, 20, 4\): pass average_patches=True"):
         linear_probe(torch.randn(2, 20, 4), y, x, y)
-    with pytest.raises(ValueError, match=r"with average_patches=True, test_feats must have shape \(P, N, D\)"):
+    with pytest.raises(
+        ValueError, match=r"with average_patches=True, test_feats must have shape \(P, N, D\)"
+    ):
         linear_probe(torch.randn(2, 20, 4), y, x, y, average_patches=True)
     with pytest.raises(ValueError, match="train_labels has 19 labels but train_feats has 20 rows"):
         linear_probe(x, y[:19], x, y)
@@ -205,6 +216,7 @@ def test_linear_probe_bad_input():
 
 def test_knn_monitor_on_toy_images():
     gen = torch.Generator().manual_seed(6)
+
     # Class = which colour channel is bright: trivially separable for a mean-colour "model".
     def images(n):
         y = torch.randint(0, 3, (n,), generator=gen)
@@ -240,5 +252,7 @@ def test_linear_probe_standardises_with_train_statistics_only():
     assert r["top1"] == r_manual["top1"]
     assert r["final_loss"] == pytest.approx(r_manual["final_loss"], rel=1e-4)
     # Standardising the test split with its own statistics would undo the shift; train stats keep it.
-    r_leak = linear_probe((x - mean) / std, y, (xt - xt.mean(0)) / xt.std(0), yt, epochs=50, standardise=False)
+    r_leak = linear_probe(
+        (x - mean) / std, y, (xt - xt.mean(0)) / xt.std(0), yt, epochs=50, standardise=False
+    )
     assert r_leak["top1"] > r["top1"] + 10

@@ -1,4 +1,5 @@
 """Backbones and heads: shapes, published parameter counts, init options, compile/bf16/channels_last."""
+
 import math
 
 import pytest
@@ -41,8 +42,10 @@ def test_parameter_counts_match_published_architectures(name):
 
 def _stage_shapes(model, x):
     shapes = []
-    hooks = [getattr(model, f"layer{i}").register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape)))
-             for i in range(1, 5)]
+    hooks = [
+        getattr(model, f"layer{i}").register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape)))
+        for i in range(1, 5)
+    ]
     out = model(x)
     for h in hooks:
         h.remove()
@@ -191,7 +194,7 @@ def test_compile_fullgraph_matches_eager_forward_and_backward():
         out_e = model(x)
         out_e.square().sum().backward()
         assert rel_err(out_c, out_e) < 1e-6
-        for gc, p in zip(grads_c, model.parameters()):
+        for gc, p in zip(grads_c, model.parameters(), strict=True):
             assert rel_err(gc, p.grad) < 1e-5
 
 
@@ -201,7 +204,12 @@ def test_projector_layers_and_options():
     kinds = [type(m) for m in head]
     assert kinds == [nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Linear]
     assert head[0].bias is None and head[3].bias is None and head[6].bias is not None
-    assert [head[0].in_features, head[0].out_features, head[3].out_features, head[6].out_features] == [8, 16, 12, 4]
+    assert [head[0].in_features, head[0].out_features, head[3].out_features, head[6].out_features] == [
+        8,
+        16,
+        12,
+        4,
+    ]
     out = head(torch.randn(5, 8))
     assert out.shape == (5, 4)
 

@@ -1,4 +1,5 @@
 """LARS against a float64 hand-written reference, parameter groups, builders, warmup-cosine."""
+
 import io
 import math
 
@@ -22,7 +23,7 @@ def _small_model():
 
 def _lars_reference(params, grads, bufs, no_adapt, lr, momentum, wd, eta, clip_lr):
     """The LARS formula per tensor, in float64 with Python branches (the official-code form)."""
-    for i, (w, g) in enumerate(zip(params, grads)):
+    for i, (w, g) in enumerate(zip(params, grads, strict=True)):
         if i in no_adapt:
             u = g.clone()
         else:
@@ -36,7 +37,9 @@ def _lars_reference(params, grads, bufs, no_adapt, lr, momentum, wd, eta, clip_l
         params[i] = w - lr * bufs[i]
 
 
-@pytest.mark.parametrize("clip_lr, eta, tensor_lr", [(False, 0.001, False), (True, 0.02, False), (False, 0.02, True)])
+@pytest.mark.parametrize(
+    "clip_lr, eta, tensor_lr", [(False, 0.001, False), (True, 0.02, False), (False, 0.02, True)]
+)
 def test_lars_matches_float64_reference_over_several_steps(clip_lr, eta, tensor_lr):
     torch.manual_seed(0)
     model = _small_model()
@@ -58,17 +61,17 @@ def test_lars_matches_float64_reference_over_several_steps(clip_lr, eta, tensor_
         ((model(x) - y) ** 2).mean().backward()
         # Reference gradients at the reference parameters (float64 forward/backward).
         with torch.no_grad():
-            for p, rp in zip(ref_model.parameters(), ref_params):
+            for p, rp in zip(ref_model.parameters(), ref_params, strict=True):
                 p.copy_(rp)
         ref_model.zero_grad()
         ((ref_model(x.double()) - y.double()) ** 2).mean().backward()
         grads = [p.grad.clone() for p in ref_model.parameters()]
         opt.step()
         _lars_reference(ref_params, grads, ref_bufs, no_adapt, lr, momentum, wd, eta, clip_lr)
-    for name, p, rp in zip(names, model.parameters(), ref_params):
+    for name, p, rp in zip(names, model.parameters(), ref_params, strict=True):
         assert rel_err(p, rp) < 1e-5, name
     # The updates actually moved every parameter (the test would otherwise pass trivially).
-    for p0, p in zip(_small_model().parameters(), model.parameters()):
+    for p0, p in zip(_small_model().parameters(), model.parameters(), strict=True):
         assert not torch.equal(p0, p.detach())
 
 
@@ -107,8 +110,9 @@ def test_excluded_parameters_get_no_decay_and_no_adaptation():
 
 
 def test_param_groups_split_and_skip_names():
-    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4, 2),
-                          nn.LayerNorm(2))
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4, 2), nn.LayerNorm(2)
+    )
     model.register_parameter("pos_embed", nn.Parameter(torch.zeros(1, 3, 2)))
     model[3].weight.requires_grad_(False)  # frozen: in no group
     groups = param_groups_for_ssl(model, 1e-4)
@@ -117,8 +121,9 @@ def test_param_groups_split_and_skip_names():
     assert no_decay["weight_decay"] == 0.0 and no_decay["lars_adaptation"] is False
     ids = lambda ps: {id(p) for p in ps}  # noqa: E731
     assert ids(decay["params"]) == ids([model[0].weight, model.pos_embed])
-    assert ids(no_decay["params"]) == ids([model[0].bias, model[1].weight, model[1].bias, model[3].bias,
-                                           model[4].weight, model[4].bias])
+    assert ids(no_decay["params"]) == ids(
+        [model[0].bias, model[1].weight, model[1].bias, model[3].bias, model[4].weight, model[4].bias]
+    )
     decay, no_decay = param_groups_for_ssl(model, 1e-4, skip_names=["pos_embed"])
     assert ids(decay["params"]) == ids([model[0].weight])
     assert id(model.pos_embed) in ids(no_decay["params"])
@@ -182,7 +187,7 @@ def test_lars_step_and_schedule_compile_fullgraph():
         compiled_update(torch.tensor(s))
         set_lr(opt_e, warmup_cosine(s, 10, 2, 0.5, 0.01))
         opt_e.step()
-    for p, q in zip(model.parameters(), twin.parameters()):
+    for p, q in zip(model.parameters(), twin.parameters(), strict=True):
         assert rel_err(p, q) < 1e-6
 
 
@@ -196,8 +201,8 @@ def test_warmup_cosine_boundaries_and_tensor_form():
     assert warmup_cosine(T, T, W, base, final) == pytest.approx(final)
     assert warmup_cosine(T + 50, T, W, base, final) == pytest.approx(final)
     values = [warmup_cosine(s, T, W, base, final) for s in range(T + 1)]
-    assert all(a < b for a, b in zip(values[:W], values[1:W + 1]))  # rising warm-up
-    assert all(a >= b for a, b in zip(values[W:], values[W + 1:]))  # decaying after
+    assert all(a < b for a, b in zip(values[:W], values[1 : W + 1], strict=True))  # rising warm-up
+    assert all(a >= b for a, b in zip(values[W:-1], values[W + 1 :], strict=True))  # decaying after
     # No warm-up: starts at base.
     assert warmup_cosine(0, T, 0, base, final) == pytest.approx(base)
     # Tensor steps give the same numbers (float32) without leaving the device.
