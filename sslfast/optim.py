@@ -1,0 +1,251 @@
+"""Optimizers and learning-rate schedules for SSL pre-training.
+
+- ``LARS``: You et al., "Large Batch Training of Convolutional Networks" (2017), in the form of
+  the official SimCLR / Barlow Twins / VICReg code, written with ``torch._foreach_*`` ops so a
+  step is a handful of multi-tensor kernels instead of a Python loop of small ones.
+- ``build_optimizer``: LARS, or torch's AdamW / SGD with ``fused=True`` on CUDA (foreach on CPU).
+- ``warmup_cosine``: linear warm-up then cosine decay (Loshchilov & Hutter, SGDR, 2017), as a
+  pure function of the step that also accepts a tensor step inside a compiled training step.
+
+Optimizer options are plain numbers and bools (no filter callables) so that
+``optimizer.state_dict()`` loads with ``torch.load(..., weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+__all__ = ["LARS", "build_optimizer", "param_groups_for_ssl", "set_lr", "warmup_cosine"]
+
+
+def _is_no_decay(name: str, p: torch.Tensor, skip_names: Iterable[str]) -> bool:
+    # Biases and norm scales/shifts are the 1-d parameters (BN, LN, Linear/Conv bias).
+    return p.ndim <= 1 or any(name == s or name.endswith("." + s) for s in skip_names)
+
+
+def param_groups_for_ssl(
+    model: nn.Module, weight_decay: float, *, skip_names: Iterable[str] = ()
+) -> list[dict]:
+    """Two parameter groups: weights get ``weight_decay`` and LARS adaptation; biases and
+    norm parameters (every parameter with ndim <= 1, plus names in ``skip_names``) get neither,
+    as in the SimCLR, Barlow Twins and VICReg code. Frozen parameters are left out.
+    Empty groups are dropped.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    _check_number(weight_decay, "weight_decay", allow_zero=True)
+    skip = tuple(skip_names)
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if _is_no_decay(name, p, skip) else decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": float(weight_decay), "lars_adaptation": True},
+        {"params": no_decay, "weight_decay": 0.0, "lars_adaptation": False},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+def _check_number(value, name: str, allow_zero: bool = False) -> float:
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+    return float(value)
+
+
+class LARS(torch.optim.Optimizer):
+    r"""LARS with momentum, following the SimCLR / Barlow Twins / VICReg official code.
+
+    Per parameter tensor w with gradient g, in groups with ``lars_adaptation=True``::
+
+        u     = g + weight_decay * w
+        q     = eta * ||w|| / ||u||      (q = 1 if ||w|| = 0 or ||u|| = 0)
+        q     = min(q / lr, 1)           (only with clip_lr=True: LARC "clip" mode, solo-learn)
+        mu    = momentum * mu + q * u
+        w     = w - lr * mu
+
+    Groups with ``lars_adaptation=False`` use q = 1 (and, from ``param_groups_for_ssl``,
+    weight_decay = 0): plain momentum SGD for biases and norm parameters.
+    ``eta=0.001`` is the Barlow Twins / VICReg / SimCLR value; solo-learn's CIFAR recipes use
+    ``eta=0.02, clip_lr=True``. ``lr`` may be a 0-d tensor, so a compiled step can update it in
+    place without recompiling.
+    """
+
+    def __init__(
+        self,
+        params,
+        lr: float | torch.Tensor,
+        *,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        eta: float = 0.001,
+        clip_lr: bool = False,
+        lars_adaptation: bool = True,
+    ):
+        _check_number(lr, "lr", allow_zero=True)  # 0 is a valid schedule start
+        _check_number(momentum, "momentum", allow_zero=True)
+        _check_number(weight_decay, "weight_decay", allow_zero=True)
+        _check_number(eta, "eta")
+        if momentum >= 1:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            eta=eta,
+            clip_lr=bool(clip_lr),
+            lars_adaptation=bool(lars_adaptation),
+        )
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            if any(p.grad.is_sparse for p in params):
+                raise RuntimeError("LARS does not support sparse gradients")
+            grads = [p.grad for p in params]
+            bufs = []
+            for p in params:
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                bufs.append(state["momentum_buffer"])
+            _lars_update(
+                params,
+                grads,
+                bufs,
+                lr=group["lr"],
+                momentum=group["momentum"],
+                weight_decay=group["weight_decay"],
+                eta=group["eta"],
+                clip_lr=group["clip_lr"],
+                adapt=group["lars_adaptation"],
+            )
+        return loss
+
+
+def _lars_update(params, grads, bufs, *, lr, momentum, weight_decay, eta, clip_lr, adapt) -> None:
+    # u = g + wd * w, as fresh tensors so p.grad is never modified.
+    if weight_decay != 0:
+        updates = torch._foreach_add(grads, params, alpha=weight_decay)
+    else:
+        updates = list(grads)
+    if adapt:
+        w_norm = torch.stack(torch._foreach_norm(params))
+        u_norm = torch.stack(torch._foreach_norm(updates))
+        # Evaluated on the device for all tensors at once: no host sync, no per-tensor branch.
+        q = torch.where((w_norm > 0) & (u_norm > 0), eta * w_norm / u_norm, torch.ones_like(w_norm))
+        if clip_lr:
+            q = torch.clamp(q / lr, max=1.0)
+        q_list = q.unbind(0)
+        if weight_decay != 0:
+            torch._foreach_mul_(updates, q_list)
+        else:
+            updates = torch._foreach_mul(updates, q_list)
+    if momentum != 0:
+        torch._foreach_mul_(bufs, momentum)
+        torch._foreach_add_(bufs, updates)
+        updates = bufs
+    if isinstance(lr, torch.Tensor):
+        torch._foreach_sub_(params, torch._foreach_mul(updates, lr))
+    else:
+        torch._foreach_add_(params, updates, alpha=-lr)
+
+
+def build_optimizer(
+    name: str,
+    params,
+    lr: float | torch.Tensor,
+    weight_decay: float = 0.0,
+    *,
+    momentum: float = 0.9,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eta: float = 0.001,
+    clip_lr: bool = False,
+    skip_names: Iterable[str] = (),
+) -> torch.optim.Optimizer:
+    """``"lars"`` | ``"adamw"`` | ``"sgd"`` over ``params``.
+
+    ``params`` is an nn.Module (split with ``param_groups_for_ssl``: no decay on biases and
+    norms), an iterable of parameters, or a list of param-group dicts. AdamW and SGD use
+    ``fused=True`` when every parameter is on CUDA and ``foreach=True`` otherwise.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, got {type(name).__name__}")
+    key = name.lower()
+    if key not in ("lars", "adamw", "sgd"):
+        raise ValueError(f"unknown optimizer {name!r}; valid names: adamw, lars, sgd")
+    _check_number(weight_decay, "weight_decay", allow_zero=True)
+    if isinstance(params, nn.Module):
+        params = param_groups_for_ssl(params, weight_decay, skip_names=skip_names)
+    else:
+        params = list(params)
+    if not params:
+        raise ValueError("params is empty: no parameters to optimise")
+    tensors = [p for g in params for p in (g["params"] if isinstance(g, dict) else [g])]
+    if key == "lars":
+        return LARS(params, lr, momentum=momentum, weight_decay=weight_decay, eta=eta, clip_lr=clip_lr)
+    on_cuda = all(p.is_cuda for p in tensors)
+    # torch's foreach AdamW/SGD reject a tensor lr off CUDA; the single-tensor path accepts it.
+    impl = {"fused": True} if on_cuda else {"foreach": not isinstance(lr, torch.Tensor)}
+    if key == "adamw":
+        return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay, **impl)
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, **impl)
+
+
+def warmup_cosine(
+    step, total_steps: int, warmup_steps: int, base_lr: float, final_lr: float = 0.0, *, start_lr: float = 0.0
+):
+    r"""Learning rate at ``step`` (0-based): linear warm-up, then cosine decay.
+
+    .. math::
+        lr(s) = start + (base - start)\,s/W                                 \quad s < W \\
+        lr(s) = final + (base - final)\,\tfrac12\bigl(1 + \cos(\pi\,\tfrac{s - W}{T - W})\bigr) \quad W \le s
+
+    with s clamped to T, so lr(0) = start_lr, lr(W) = base_lr, lr(T) = final_lr and later steps
+    stay at final_lr (the VICReg / Barlow Twins schedule, there with start_lr = 0).
+    ``step`` may be an int (returns a float) or a tensor (returns a float32 tensor on its
+    device, with no host sync: usable inside ``torch.compile``).
+    """
+    total_steps = int(total_steps)
+    warmup_steps = int(warmup_steps)
+    if total_steps < 1:
+        raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+    if not 0 <= warmup_steps <= total_steps:
+        raise ValueError(f"warmup_steps must be in [0, total_steps={total_steps}], got {warmup_steps}")
+    decay_steps = max(total_steps - warmup_steps, 1)
+    if isinstance(step, torch.Tensor):
+        s = step.to(torch.float32)
+        warm = start_lr + (base_lr - start_lr) * s / max(warmup_steps, 1)
+        progress = torch.clamp((s - warmup_steps) / decay_steps, 0.0, 1.0)
+        cos = final_lr + (base_lr - final_lr) * 0.5 * (1.0 + torch.cos(math.pi * progress))
+        return torch.where(s < warmup_steps, warm, cos)
+    if isinstance(step, bool) or not isinstance(step, int):
+        raise TypeError(f"step must be an int or a tensor, got {type(step).__name__}")
+    if step < warmup_steps:
+        return start_lr + (base_lr - start_lr) * step / warmup_steps
+    progress = min((step - warmup_steps) / decay_steps, 1.0)
+    return final_lr + (base_lr - final_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr) -> None:
+    """Write ``lr`` into every group; a tensor-valued group lr is updated in place (no recompile)."""
+    for group in optimizer.param_groups:
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = float(lr)

@@ -1,0 +1,241 @@
+"""LARS against a float64 hand-written reference, parameter groups, builders, warmup-cosine."""
+
+import io
+import math
+
+import pytest
+import torch
+from conftest import rel_err
+from torch import nn
+
+from sslfast.optim import LARS, build_optimizer, param_groups_for_ssl, set_lr, warmup_cosine
+
+
+def _small_model():
+    # Linear-BN-ReLU-Linear: weights (2-d) get decay/adaptation, biases and BN params do not.
+    model = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+    with torch.no_grad():
+        model[3].weight.zero_()  # hits the ||w|| = 0 -> trust ratio 1 branch on the first step
+        model[1].weight.uniform_(0.5, 1.5)
+        model[1].bias.normal_()
+    return model
+
+
+def _lars_reference(params, grads, bufs, no_adapt, lr, momentum, wd, eta, clip_lr):
+    """The LARS formula per tensor, in float64 with Python branches (the official-code form)."""
+    for i, (w, g) in enumerate(zip(params, grads, strict=True)):
+        if i in no_adapt:
+            u = g.clone()
+        else:
+            u = g + wd * w
+            w_norm, u_norm = float(w.norm()), float(u.norm())
+            q = eta * w_norm / u_norm if (w_norm > 0 and u_norm > 0) else 1.0
+            if clip_lr:
+                q = min(q / lr, 1.0)
+            u = q * u
+        bufs[i] = momentum * bufs[i] + u
+        params[i] = w - lr * bufs[i]
+
+
+@pytest.mark.parametrize(
+    "clip_lr, eta, tensor_lr", [(False, 0.001, False), (True, 0.02, False), (False, 0.02, True)]
+)
+def test_lars_matches_float64_reference_over_several_steps(clip_lr, eta, tensor_lr):
+    torch.manual_seed(0)
+    model = _small_model()
+    ref_model = _small_model().double()
+    ref_model.load_state_dict(model.state_dict())
+    names = [n for n, _ in model.named_parameters()]
+    no_adapt = {i for i, (_, p) in enumerate(model.named_parameters()) if p.ndim == 1}
+    wd, momentum = 0.05, 0.9
+    lr0 = torch.tensor(0.5) if tensor_lr else 0.5
+    opt = LARS(param_groups_for_ssl(model, wd), lr0, momentum=momentum, eta=eta, clip_lr=clip_lr)
+
+    ref_params = [p.detach().double().clone() for p in ref_model.parameters()]
+    ref_bufs = [torch.zeros_like(p) for p in ref_params]
+    x, y = torch.randn(16, 6), torch.randn(16, 3)
+    for step in range(5):
+        lr = 0.5 * (1 - step / 10)  # a changing lr checks that lr sits outside the momentum buffer
+        set_lr(opt, lr)
+        model.zero_grad()
+        ((model(x) - y) ** 2).mean().backward()
+        # Reference gradients at the reference parameters (float64 forward/backward).
+        with torch.no_grad():
+            for p, rp in zip(ref_model.parameters(), ref_params, strict=True):
+                p.copy_(rp)
+        ref_model.zero_grad()
+        ((ref_model(x.double()) - y.double()) ** 2).mean().backward()
+        grads = [p.grad.clone() for p in ref_model.parameters()]
+        opt.step()
+        _lars_reference(ref_params, grads, ref_bufs, no_adapt, lr, momentum, wd, eta, clip_lr)
+    for name, p, rp in zip(names, model.parameters(), ref_params, strict=True):
+        assert rel_err(p, rp) < 1e-5, name
+    # The updates actually moved every parameter (the test would otherwise pass trivially).
+    for p0, p in zip(_small_model().parameters(), model.parameters(), strict=True):
+        assert not torch.equal(p0, p.detach())
+
+
+def test_excluded_parameters_get_no_decay_and_no_adaptation():
+    torch.manual_seed(0)
+    model = _small_model()
+    with torch.no_grad():
+        model[3].weight.normal_()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    lr, wd, eta = 0.1, 0.5, 0.02
+    opt = build_optimizer("lars", model, lr, wd, eta=eta, momentum=0.9)
+    # Zero gradients: only weight decay can move a parameter.
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    for n, p in model.named_parameters():
+        if p.ndim == 1:
+            assert torch.equal(p, before[n]), f"{n} was decayed"
+        else:
+            # u = wd * w, q = eta * ||w|| / (wd * ||w||) = eta / wd, step = lr * eta * w.
+            assert torch.allclose(p, before[n] * (1 - lr * eta), rtol=1e-6, atol=0), n
+    # With gradients: excluded params take the raw SGD step (trust ratio 1, no decay).
+    opt = build_optimizer("lars", model, lr, wd, eta=eta, momentum=0.9)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    opt.step()
+    for n, p in model.named_parameters():
+        if p.ndim == 1:
+            assert torch.allclose(p, before[n] - lr * grads[n], rtol=1e-6, atol=1e-7), n
+        else:
+            assert not torch.allclose(p, before[n] - lr * grads[n]), n
+    # The optimizer never writes into p.grad.
+    assert all(torch.equal(p.grad, grads[n]) for n, p in model.named_parameters())
+
+
+def test_param_groups_split_and_skip_names():
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4, 2), nn.LayerNorm(2)
+    )
+    model.register_parameter("pos_embed", nn.Parameter(torch.zeros(1, 3, 2)))
+    model[3].weight.requires_grad_(False)  # frozen: in no group
+    groups = param_groups_for_ssl(model, 1e-4)
+    decay, no_decay = groups
+    assert decay["weight_decay"] == 1e-4 and decay["lars_adaptation"] is True
+    assert no_decay["weight_decay"] == 0.0 and no_decay["lars_adaptation"] is False
+    ids = lambda ps: {id(p) for p in ps}  # noqa: E731
+    assert ids(decay["params"]) == ids([model[0].weight, model.pos_embed])
+    assert ids(no_decay["params"]) == ids(
+        [model[0].bias, model[1].weight, model[1].bias, model[3].bias, model[4].weight, model[4].bias]
+    )
+    decay, no_decay = param_groups_for_ssl(model, 1e-4, skip_names=["pos_embed"])
+    assert ids(decay["params"]) == ids([model[0].weight])
+    assert id(model.pos_embed) in ids(no_decay["params"])
+    # A model with only 1-d parameters yields a single group (no empty group).
+    assert len(param_groups_for_ssl(nn.BatchNorm1d(3), 0.1)) == 1
+
+
+def test_build_optimizer_kinds_and_state_dict_loads_with_weights_only():
+    torch.manual_seed(0)
+    model = _small_model()
+    model(torch.randn(4, 6)).sum().backward()
+    for name, cls in (("lars", LARS), ("adamw", torch.optim.AdamW), ("sgd", torch.optim.SGD)):
+        opt = build_optimizer(name, model, 0.1, 1e-4)
+        assert isinstance(opt, cls)
+        assert [g["weight_decay"] for g in opt.param_groups] == [1e-4, 0.0]
+        if name != "lars":
+            assert opt.defaults["foreach"] is True and not opt.defaults.get("fused")
+        opt.step()
+        buf = io.BytesIO()
+        torch.save(opt.state_dict(), buf)
+        buf.seek(0)
+        state = torch.load(buf, weights_only=True)  # no callables in the groups
+        fresh = build_optimizer(name, model, 0.1, 1e-4)
+        fresh.load_state_dict(state)
+        assert len(fresh.state) == len(opt.state) > 0
+    # An iterable of tensors is accepted too (one group, decay on everything).
+    opt = build_optimizer("adamw", list(model.parameters()), 1e-3, 0.05)
+    assert len(opt.param_groups) == 1 and opt.param_groups[0]["weight_decay"] == 0.05
+
+
+def test_tensor_lr_updates_in_place_for_every_optimizer():
+    model = _small_model()
+    model(torch.randn(4, 6)).sum().backward()
+    for name in ("lars", "adamw", "sgd"):
+        opt = build_optimizer(name, model, torch.tensor(0.1), 1e-4)
+        lr_tensor = opt.param_groups[0]["lr"]
+        opt.step()
+        set_lr(opt, torch.tensor(0.025))
+        assert opt.param_groups[0]["lr"] is lr_tensor and float(lr_tensor) == pytest.approx(0.025)
+
+
+@pytest.mark.slow
+def test_lars_step_and_schedule_compile_fullgraph():
+    torch.manual_seed(0)
+    model = _small_model()
+    twin = _small_model()
+    twin.load_state_dict(model.state_dict())
+    x = torch.randn(8, 6)
+    opt_c = LARS(param_groups_for_ssl(model, 1e-2), torch.tensor(0.0), eta=0.02)
+    opt_e = LARS(param_groups_for_ssl(twin, 1e-2), torch.tensor(0.0), eta=0.02)
+
+    @torch.compile(fullgraph=True, backend="aot_eager")
+    def compiled_update(step):
+        set_lr(opt_c, warmup_cosine(step, 10, 2, 0.5, 0.01))
+        opt_c.step()
+
+    for s in range(4):
+        for m in (model, twin):
+            m.zero_grad()
+            m(x).square().mean().backward()
+        compiled_update(torch.tensor(s))
+        set_lr(opt_e, warmup_cosine(s, 10, 2, 0.5, 0.01))
+        opt_e.step()
+    for p, q in zip(model.parameters(), twin.parameters(), strict=True):
+        assert rel_err(p, q) < 1e-6
+
+
+def test_warmup_cosine_boundaries_and_tensor_form():
+    T, W, base, final = 100, 10, 0.8, 0.008
+    assert warmup_cosine(0, T, W, base, final) == 0.0
+    assert warmup_cosine(0, T, W, base, final, start_lr=0.1) == pytest.approx(0.1)
+    assert warmup_cosine(5, T, W, base, final) == pytest.approx(0.4)
+    assert warmup_cosine(W, T, W, base, final) == pytest.approx(base)
+    assert warmup_cosine(W + (T - W) // 2, T, W, base, final) == pytest.approx((base + final) / 2)
+    assert warmup_cosine(T, T, W, base, final) == pytest.approx(final)
+    assert warmup_cosine(T + 50, T, W, base, final) == pytest.approx(final)
+    values = [warmup_cosine(s, T, W, base, final) for s in range(T + 1)]
+    assert all(a < b for a, b in zip(values[:W], values[1 : W + 1], strict=True))  # rising warm-up
+    assert all(a >= b for a, b in zip(values[W:-1], values[W + 1 :], strict=True))  # decaying after
+    # No warm-up: starts at base.
+    assert warmup_cosine(0, T, 0, base, final) == pytest.approx(base)
+    # Tensor steps give the same numbers (float32) without leaving the device.
+    steps = torch.arange(T + 20)
+    t = warmup_cosine(steps, T, W, base, final)
+    assert t.dtype == torch.float32 and t.shape == steps.shape
+    ref = torch.tensor([warmup_cosine(int(s), T, W, base, final) for s in steps], dtype=torch.float64)
+    assert torch.allclose(t.double(), ref, atol=1e-6)
+    # Reference cosine at one interior point, from the formula.
+    s = 37
+    expect = final + (base - final) * 0.5 * (1 + math.cos(math.pi * (s - W) / (T - W)))
+    assert warmup_cosine(s, T, W, base, final) == pytest.approx(expect)
+
+
+def test_bad_arguments():
+    model = _small_model()
+    with pytest.raises(ValueError, match="unknown optimizer 'adam'.*adamw, lars, sgd"):
+        build_optimizer("adam", model, 0.1)
+    with pytest.raises(ValueError, match="params is empty"):
+        build_optimizer("sgd", [], 0.1)
+    with pytest.raises(ValueError, match="lr must be a finite number"):
+        LARS(model.parameters(), lr=float("nan"))
+    with pytest.raises(ValueError, match="lr must be >= 0"):
+        LARS(model.parameters(), lr=-0.1)
+    with pytest.raises(ValueError, match="momentum must be in \\[0, 1\\)"):
+        LARS(model.parameters(), lr=0.1, momentum=1.0)
+    with pytest.raises(ValueError, match="weight_decay must be >= 0"):
+        param_groups_for_ssl(model, -1.0)
+    with pytest.raises(TypeError, match="model must be an nn.Module"):
+        param_groups_for_ssl([torch.zeros(2)], 0.1)
+    with pytest.raises(ValueError, match="warmup_steps must be in \\[0, total_steps=10\\], got 11"):
+        warmup_cosine(0, 10, 11, 0.1)
+    with pytest.raises(ValueError, match="total_steps must be >= 1"):
+        warmup_cosine(0, 0, 0, 0.1)
+    with pytest.raises(TypeError, match="step must be an int or a tensor"):
+        warmup_cosine(1.5, 10, 2, 0.1)
