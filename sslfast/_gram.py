@@ -32,7 +32,7 @@ def offdiag_self(zc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     if use_gram(n, d):
         z64 = zc.double()
         g = z64 @ z64.T
-        s = z64.square().sum(0)
+        s = torch.linalg.vector_norm(z64, dim=0).square()  # Σ_n zc², without an N×D temporary
         off = (g.square().sum() - s.square().sum()).clamp_min(0)
         return off, g.to(zc.dtype) @ zc, s.to(zc.dtype)
     c = zc.T @ zc

@@ -27,21 +27,24 @@ def vicreg_fwd_torch(z_a, z_b, lambda_param: float, mu_param: float, nu_param: f
     n, d = za.shape
     diff = za - zb
     loss = lambda_param * diff.square().mean()
+    cov_coef = nu_param / (d * (n - 1) ** 2)
     grads = []
     for z in (za, zb):
         zc = z - z.mean(0)
         off, m, s = offdiag_self(zc)
         sq = s if s is not None else zc.square().sum(0)
         std = torch.sqrt(sq / (n - 1) + eps)
-        loss = loss + 0.5 * mu_param * torch.relu(1 - std).mean() + (nu_param / (d * (n - 1) ** 2)) * off.to(acc)
+        loss = loss + 0.5 * mu_param * torch.relu(1 - std).mean() + cov_coef * off.to(acc)
         if compute_grad:
-            direction = m if s is None else m - zc * s
+            # in place on m (a fresh GEMM output): 4ν/(D(N−1)²)·Zc·Off(C) + var term
+            if s is not None:
+                m.addcmul_(zc, s, value=-1)
             var_coef = torch.where(std < 1, -0.5 * mu_param / (d * (n - 1) * std), 0.0)
-            grads.append(var_coef * zc + (4 * nu_param / (d * (n - 1) ** 2)) * direction)
+            grads.append(m.mul_(4 * cov_coef).addcmul_(zc, var_coef))
     if not compute_grad:
         return (loss, *_empty_grads(z_a, z_b))
-    g_inv = (2 * lambda_param / (n * d)) * diff
-    return loss, (grads[0] + g_inv).to(z_a.dtype), (grads[1] - g_inv).to(z_b.dtype)
+    inv_coef = 2 * lambda_param / (n * d)
+    return loss, grads[0].add_(diff, alpha=inv_coef).to(z_a.dtype), grads[1].sub_(diff, alpha=inv_coef).to(z_b.dtype)
 
 
 def _standardise(z: torch.Tensor, eps: float = 1e-5):
