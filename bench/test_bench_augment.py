@@ -1,7 +1,6 @@
 """pytest-benchmark cases: `pytest bench/ --benchmark-only` (CPU: the torch implementation)."""
 import pytest
 import torch
-
 from sslfast.data_pipelines import emp_ssl, make_synthetic, make_views, simclr
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")

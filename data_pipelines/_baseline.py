@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ._params import fallback_crop_size
 from .views import ViewSpec
 
 
@@ -29,13 +30,7 @@ def _crop_box(spec: ViewSpec, width: int, height: int, rng: random.Random):
         h = int(round(math.sqrt(target / aspect)))
         if 0 < w <= width and 0 < h <= height:
             return rng.randint(0, height - h), rng.randint(0, width - w), h, w
-    in_ratio = width / height
-    if in_ratio < spec.crop_ratio[0]:
-        w, h = width, int(round(width / spec.crop_ratio[0]))
-    elif in_ratio > spec.crop_ratio[1]:
-        h, w = height, int(round(height * spec.crop_ratio[1]))
-    else:
-        w, h = width, height
+    h, w = fallback_crop_size(height, width, spec.crop_ratio)
     return (height - h) // 2, (width - w) // 2, h, w
 
 

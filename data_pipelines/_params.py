@@ -52,6 +52,17 @@ class ViewParams:
         return ViewParams(**{f.name: getattr(self, f.name).to(device) for f in fields(ViewParams)})
 
 
+def fallback_crop_size(height: int, width: int, ratio: tuple[float, float]) -> tuple[int, int]:
+    """RandomResizedCrop's fallback after 10 failed draws: the whole image clamped to the
+    aspect-ratio range, centred (torchvision semantics). Returns (h, w)."""
+    in_ratio = width / height
+    if in_ratio < ratio[0]:
+        return int(round(width / ratio[0])), width
+    if in_ratio > ratio[1]:
+        return height, int(round(height * ratio[1]))
+    return height, width
+
+
 def _uniform(lo: float, hi: float, shape, generator, device) -> torch.Tensor:
     return lo + (hi - lo) * torch.rand(shape, generator=generator, device=device, dtype=torch.float32)
 
@@ -81,13 +92,7 @@ def sample_crop(spec: ViewSpec, n: int, height: int, width: int, generator, devi
     w = w.gather(1, first).squeeze(1)
     h = h.gather(1, first).squeeze(1)
 
-    in_ratio = width / height
-    if in_ratio < spec.crop_ratio[0]:
-        fw, fh = width, int(round(width / spec.crop_ratio[0]))
-    elif in_ratio > spec.crop_ratio[1]:
-        fh, fw = height, int(round(height * spec.crop_ratio[1]))
-    else:
-        fw, fh = width, height
+    fh, fw = fallback_crop_size(height, width, spec.crop_ratio)
     w = torch.where(any_ok, w, torch.full_like(w, fw))
     h = torch.where(any_ok, h, torch.full_like(h, fh))
     u = torch.rand((n, 2), generator=generator, device=device, dtype=torch.float64)

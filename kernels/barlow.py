@@ -14,7 +14,7 @@ from sslfast._gram import offdiag_cross
 from sslfast.torch_impl import acc_dtype
 
 from ._op import cdiv, kernel_op, launch
-from .cov import pair_column_stats, row_major
+from .cov import pair_column_stats, pair_loss_fake, row_major
 
 BLOCK_N = 32
 BLOCK_D = 64
@@ -27,6 +27,15 @@ def _dhat(ha, hb, ma, mb, diag, on, off_coef, GRAM: tl.constexpr):
         ma = ma - hb * diag[None, :]
         mb = mb - ha * diag[None, :]
     return off_coef * ma + on[None, :] * hb, off_coef * mb + on[None, :] * ha
+
+
+@triton.jit
+def _load_dhat(ha_ptr, hb_ptr, ma_ptr, mb_ptr, offs, mask, diag, on, off_coef, GRAM: tl.constexpr):
+    ha = tl.load(ha_ptr + offs, mask=mask, other=0.0)
+    hb = tl.load(hb_ptr + offs, mask=mask, other=0.0)
+    da, db = _dhat(ha, hb, tl.load(ma_ptr + offs, mask=mask, other=0.0),
+                   tl.load(mb_ptr + offs, mask=mask, other=0.0), diag, on, off_coef, GRAM)
+    return ha, hb, da, db
 
 
 @triton.jit
@@ -50,10 +59,7 @@ def _barlow_grad_kernel(
         rows = n0 + tl.arange(0, BLOCK_N)
         mask = (rows[:, None] < N) & cmask[None, :]
         offs = rows[:, None] * D + cols[None, :]
-        ha = tl.load(ha_ptr + offs, mask=mask, other=0.0)
-        hb = tl.load(hb_ptr + offs, mask=mask, other=0.0)
-        da, db = _dhat(ha, hb, tl.load(ma_ptr + offs, mask=mask, other=0.0),
-                       tl.load(mb_ptr + offs, mask=mask, other=0.0), diag, on, off_coef, GRAM)
+        ha, hb, da, db = _load_dhat(ha_ptr, hb_ptr, ma_ptr, mb_ptr, offs, mask, diag, on, off_coef, GRAM)
         sa += tl.sum(da, 0)
         sb += tl.sum(db, 0)
         saa += tl.sum(da * ha, 0)
@@ -66,10 +72,7 @@ def _barlow_grad_kernel(
         rows = n0 + tl.arange(0, BLOCK_N)
         mask = (rows[:, None] < N) & cmask[None, :]
         offs = rows[:, None] * D + cols[None, :]
-        ha = tl.load(ha_ptr + offs, mask=mask, other=0.0)
-        hb = tl.load(hb_ptr + offs, mask=mask, other=0.0)
-        da, db = _dhat(ha, hb, tl.load(ma_ptr + offs, mask=mask, other=0.0),
-                       tl.load(mb_ptr + offs, mask=mask, other=0.0), diag, on, off_coef, GRAM)
+        ha, hb, da, db = _load_dhat(ha_ptr, hb_ptr, ma_ptr, mb_ptr, offs, mask, diag, on, off_coef, GRAM)
         # BatchNorm1d(affine=False) backward: rstd·(g − mean g − x̂·mean(g·x̂))
         ga = rstd_a[None, :] * (da - sa[None, :] - ha * saa[None, :])
         gb = rstd_b[None, :] * (db - sb[None, :] - hb * sbb[None, :])
@@ -78,11 +81,7 @@ def _barlow_grad_kernel(
 
 
 def _barlow_fwd_fake(z_a, z_b, lambda_param, compute_grad):
-    loss = z_a.new_empty((), dtype=acc_dtype(z_a.dtype))
-    if not compute_grad:
-        return loss, z_a.new_empty(0), z_b.new_empty(0)
-    n, d = z_a.shape
-    return loss, z_a.new_empty((n, d)), z_b.new_empty((n, d))
+    return pair_loss_fake(z_a, z_b, compute_grad)
 
 
 @kernel_op("barlow_twins_fwd", fake=_barlow_fwd_fake)

@@ -13,6 +13,8 @@ import torch
 import triton
 import triton.language as tl
 
+from sslfast.torch_impl import acc_dtype
+
 from ._op import cdiv, launch
 
 BLOCK_N = 32
@@ -101,3 +103,10 @@ def pair_column_stats(a: torch.Tensor, b: torch.Tensor, acc: torch.dtype, standa
         STANDARDISE=standardise, BLOCK_N=BLOCK_N, BLOCK_D=BLOCK_D,
     )
     return ca, cb, stats
+
+
+def pair_loss_fake(z_a: torch.Tensor, z_b: torch.Tensor, compute_grad: bool):
+    """Output shapes of a pair-loss launcher: fp32/fp64 scalar loss and two (N, D) gradients
+    (or empty tensors when no gradient is asked for)."""
+    shape = tuple(z_a.shape) if compute_grad else (0,)
+    return z_a.new_empty((), dtype=acc_dtype(z_a.dtype)), z_a.new_empty(shape), z_b.new_empty(shape)

@@ -11,8 +11,7 @@ from __future__ import annotations
 import torch
 
 from . import reference as ref
-from ._autograd import (BarlowTwinsFunction, CodingRateFunction, TiCoFunction, VICRegFunction,
-                        ViewInvarianceFunction)
+from ._autograd import BarlowTwinsFunction, CodingRateFunction, TiCoFunction, VICRegFunction, ViewInvarianceFunction
 from ._checks import check_matrix, check_nonnegative, check_pair, check_positive, stack_views
 from .backend import resolve_backend
 from .distributed import gather_pair

@@ -3,11 +3,8 @@ baseline follows the same semantics as the fused path where they can be compared
 import json
 import random
 
-import numpy as np
-import pytest
 import torch
-
-from sslfast.data_pipelines import ViewSpec, emp_ssl, eval_spec, make_synthetic, make_views, simclr
+from sslfast.data_pipelines import emp_ssl, eval_spec, make_synthetic, make_views, simclr
 from sslfast.data_pipelines._baseline import PILViewDataset, pil_view
 
 

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from sslfast.data_pipelines import CIFAR10_MEAN, CIFAR10_STD, ViewSpec, byol, emp_ssl, eval_spec, make_synthetic, simclr
 
 REPO = Path(__file__).resolve().parents[1]

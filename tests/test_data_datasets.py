@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from sslfast.data_pipelines import ImageFolder, load_cifar10, load_cifar100, make_synthetic
 from sslfast.data_pipelines import datasets as ds
 

@@ -1,6 +1,5 @@
 """ViewSpec validation and the published preset numbers."""
 import pytest
-
 from sslfast.data_pipelines import (
     CIFAR10_MEAN,
     CIFAR10_STD,
