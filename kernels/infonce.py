@@ -150,7 +150,7 @@ def _multicrop_fwd_kernel(u_ptr, c_ptr, stats_ptr, dq_ptr, V, Bg, Bq, b0, D, inv
             pmask = rmask & (view != v)
             up = tl.load(u_ptr + (v * Bg + gb)[:, None] * D + cols[None, :], mask=pmask[:, None] & dmask[None, :],
                          other=0.0)
-            w = tl.where(pmask, tl.exp(tl.sum(q * up, 1) * inv_t - lse_pos), 0.0)
+            w = tl.exp(tl.where(pmask, tl.sum(q * up, 1) * inv_t - lse_pos, float("-inf")))
             g -= w[:, None] * up
         c = tl.load(c_ptr + qi, mask=rmask, other=0.0)
         tl.store(dq_ptr + qi[:, None] * D + cols[None, :], g * (c * inv_t)[:, None], mask=qmask)
@@ -180,7 +180,7 @@ def _multicrop_key_grad_kernel(u_ptr, norm_ptr, c_ptr, stats_ptr, dq_ptr, g_ptr,
         c = tl.load(c_ptr + qi, mask=qvalid, other=0.0)
         s = tl.dot(k, tl.trans(q), input_precision=PRECISION, out_dtype=ACC) * inv_t  # (BN, BM): sᵀ
         valid = qvalid[None, :] & (qrow[None, :] != keys[:, None])
-        p = tl.where(valid, tl.exp(s - lse[None, :]), 0.0) * c[None, :]
+        p = tl.exp(tl.where(valid, s - lse[None, :], float("-inf"))) * c[None, :]  # self: no exp overflow
         acc += tl.dot(p, q, input_precision=PRECISION, out_dtype=ACC)
     # Key j is a positive of the other views of its image, when that image is one of ours.
     local = kmask & (kb >= b0) & (kb < b0 + Bq)
@@ -191,7 +191,7 @@ def _multicrop_key_grad_kernel(u_ptr, norm_ptr, c_ptr, stats_ptr, dq_ptr, g_ptr,
                      other=0.0)
         lse_pos = tl.load(stats_ptr + nq + qi, mask=pmask, other=0.0)
         c = tl.load(c_ptr + qi, mask=pmask, other=0.0)
-        w = tl.where(pmask, c * tl.exp(tl.sum(k * uq, 1) * inv_t - lse_pos), 0.0)
+        w = c * tl.exp(tl.where(pmask, tl.sum(k * uq, 1) * inv_t - lse_pos, float("-inf")))
         acc -= w[:, None] * uq
     g = acc * inv_t
     own = kview * Bq + (kb - b0)

@@ -118,13 +118,23 @@ _KERNELS["multicrop_infonce"] = ("infonce", "multicrop_infonce_fwd")
 _KERNELS["nt_xent_bank"] = ("infonce", "nt_xent_bank_fwd")
 
 
+def _infonce_launcher(loss: str, backend: str):
+    """``launcher`` with a plain import: dynamo cannot trace ``importlib.import_module`` (a graph
+    break, fatal under fullgraph=True), but traces an import of an already-loaded module."""
+    if backend == "torch":
+        return getattr(torch_impl, f"{loss}_fwd_torch")
+    from .kernels import infonce
+
+    return getattr(infonce, _KERNELS[loss][1])
+
+
 class MultiCropInfoNCEFunction(torch.autograd.Function):
     """Multi-crop InfoNCE of (V, B_g, D) keys; queries are images q_start .. q_start+q_count."""
 
     @staticmethod
     def forward(ctx, z, row_scale, temperature, q_start, q_count, backend):
-        loss, grad = launcher("multicrop_infonce", backend)(z, row_scale, temperature, q_start, q_count,
-                                                             ctx.needs_input_grad[0])
+        loss, grad = _infonce_launcher("multicrop_infonce", backend)(z, row_scale, temperature, q_start, q_count,
+                                                                     ctx.needs_input_grad[0])
         ctx.save_for_backward(grad)
         return loss
 
@@ -140,7 +150,7 @@ class NTXentBankFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, out0, out1, bank, temperature, backend):
         compute_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
-        loss, grad = launcher("nt_xent_bank", backend)(out0, out1, bank, temperature, compute_grad)
+        loss, grad = _infonce_launcher("nt_xent_bank", backend)(out0, out1, bank, temperature, compute_grad)
         ctx.save_for_backward(grad)
         return loss
 
