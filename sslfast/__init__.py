@@ -8,3 +8,8 @@ from .losses import BarlowTwinsLoss, EMPSSLLoss, TiCoLoss, TotalCodingRate, VICR
 __version__ = "0.1.0"
 
 __all__ = ["VICRegLoss", "BarlowTwinsLoss", "TiCoLoss", "TotalCodingRate", "EMPSSLLoss", "functional", "__version__"]
+
+# InfoNCE family (issue 3)
+from .losses import MultiCropInfoNCELoss, NTXentLoss  # noqa: E402
+
+__all__ += ["NTXentLoss", "MultiCropInfoNCELoss"]

@@ -111,3 +111,56 @@ class ViewInvarianceFunction(torch.autograd.Function):
     def backward(ctx, grad_out):
         (grad,) = ctx.saved_tensors
         return _scaled(grad_out, grad, ctx.needs_input_grad[0]), None
+
+
+# ---------------------------------------------------------------------------------------------
+# InfoNCE family (issue 3)
+# ---------------------------------------------------------------------------------------------
+
+_KERNELS["multicrop_infonce"] = ("infonce", "multicrop_infonce_fwd")
+_KERNELS["nt_xent_bank"] = ("infonce", "nt_xent_bank_fwd")
+
+
+def _infonce_launcher(loss: str, backend: str):
+    """``launcher`` with a plain import: dynamo cannot trace ``importlib.import_module`` (a graph
+    break, fatal under fullgraph=True), but traces an import of an already-loaded module."""
+    if backend == "torch":
+        return getattr(torch_impl, f"{loss}_fwd_torch")
+    from .kernels import infonce
+
+    return getattr(infonce, _KERNELS[loss][1])
+
+
+class MultiCropInfoNCEFunction(torch.autograd.Function):
+    """Multi-crop InfoNCE of (V, B_g, D) keys; queries are images q_start .. q_start+q_count."""
+
+    @staticmethod
+    def forward(ctx, z, row_scale, temperature, q_start, q_count, backend):
+        loss, grad = _infonce_launcher("multicrop_infonce", backend)(z, row_scale, temperature, q_start, q_count,
+                                                                     ctx.needs_input_grad[0])
+        ctx.save_for_backward(grad)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (grad,) = ctx.saved_tensors
+        return _scaled(grad_out, grad, ctx.needs_input_grad[0]), None, None, None, None, None
+
+
+class NTXentBankFunction(torch.autograd.Function):
+    """MoCo-form NT-Xent: queries out0, positives out1, negatives the (constant) bank."""
+
+    @staticmethod
+    def forward(ctx, out0, out1, bank, temperature, backend):
+        compute_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        loss, grad = _infonce_launcher("nt_xent_bank", backend)(out0, out1, bank, temperature, compute_grad)
+        ctx.save_for_backward(grad)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (grad,) = ctx.saved_tensors
+        if not (ctx.needs_input_grad[0] or ctx.needs_input_grad[1]):
+            return None, None, None, None, None
+        return (_scaled(grad_out, grad[0], ctx.needs_input_grad[0]), _scaled(grad_out, grad[1], ctx.needs_input_grad[1]),
+                None, None, None)

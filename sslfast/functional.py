@@ -131,3 +131,124 @@ def emp_ssl_loss(
     invariance = ViewInvarianceFunction.apply(views, backend)
     return inv_coef * invariance + _coding_rates(views, tcr_eps, backend).mean()
 
+
+
+# ---------------------------------------------------------------------------------------------
+# InfoNCE family (issue 3): NT-Xent (SimCLR), MoCo memory bank, multi-crop SimCLR, GenView weights
+# ---------------------------------------------------------------------------------------------
+
+from ._autograd import MultiCropInfoNCEFunction, NTXentBankFunction  # noqa: E402
+from ._checks import check_tensor  # noqa: E402
+from .backend import check_backend  # noqa: E402
+from .distributed import gather, rank, world_size  # noqa: E402
+from .torch_impl import acc_dtype  # noqa: E402
+
+__all__ += ["nt_xent_loss", "multicrop_infonce_loss"]
+
+# backend="auto" on CUDA runs the dense torch path (one (N_q, N_keys) logits matrix) below this many
+# similarity entries and the tiled Triton kernel from there up. PROVISIONAL (2048² ≈ N = 2048 rows
+# on one process): no GPU was available when it was set. Measure the crossover with
+# `sslfast bench losses` on the GPU and set it from the recorded JSON.
+INFONCE_TILED_MIN_ENTRIES = 2048 * 2048
+
+
+def _infonce_backend(backend: str, device: torch.device, entries: int) -> str:
+    resolved = resolve_backend(backend, device)
+    if backend == "auto" and resolved == "triton" and entries < INFONCE_TILED_MIN_ENTRIES:
+        return "torch"
+    return resolved
+
+
+def _row_weights(weights, v: int, b: int, device: torch.device) -> torch.Tensor:
+    check_tensor(weights, "weights")
+    if tuple(weights.shape) not in ((b,), (v, b)):
+        raise ValueError(f"weights must have shape (B,) = ({b},) or (V, B) = ({v}, {b}) to match z, "
+                         f"got shape {tuple(weights.shape)}")
+    if weights.device != device:
+        raise ValueError(f"weights must be on z's device {device}, got {weights.device}")
+    return weights.detach().expand(v, b)
+
+
+def multicrop_infonce_loss(
+    z, weights: torch.Tensor | None = None, *, temperature: float = 0.1, gather_distributed: bool = False,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """Multi-crop InfoNCE: multi-view SimCLR (Chen et al. 2020, arXiv:2002.05709; solo-learn semantics).
+
+    ``z``: a (V, B, D) tensor or a list of V (B, D) tensors (e.g. 2 global + 6 local crops projected
+    to one D). Rows are L2-normalised (F.normalize's eps, so all-zero rows stay finite); the
+    positives of a row are the same image in the other V−1 views, the negatives every other row:
+    ``ℓ_i = −log(Σ_pos exp(s_ij/T) / Σ_{j≠i} exp(s_ij/T))``, loss = mean_i ℓ_i. Computed with
+    logsumexps (stable for any T > 0); the triton backend never stores the N×N similarities.
+
+    ``weights`` (B,) or (V, B), detached: GenView's quality weights (Li et al. 2024,
+    arXiv:2403.12003) multiply ℓ_i after normalising them to mean 1 (over the global batch
+    when distributed): loss = Σ w_i ℓ_i / Σ w_i.
+
+    ``gather_distributed``: every rank's rows are keys (negatives; positives by global index),
+    and each rank's queries are its own rows, as solo-learn and lightly do. The returned value is
+    this rank's share: its mean over ranks equals the single-process loss on the concatenated
+    batch, and each rank's input gradient is world_size × its slice of the single-process
+    gradient, so DDP's averaging yields exactly the single-process parameter gradient.
+    """
+    views = stack_views(z, "z", min_views=2)
+    temperature = check_positive(temperature, "temperature")
+    v, b, _ = views.shape
+    acc = acc_dtype(views.dtype)
+    w = None if weights is None else _row_weights(weights, v, b, views.device).to(acc)
+    distributed = gather_distributed and world_size() > 1
+    keys = gather(views, 1) if distributed else views
+    q_start = rank() * b if distributed else 0
+    if w is None:
+        scale = torch.full((v, b), 1.0 / (v * b), device=views.device, dtype=acc)
+    else:
+        w_all = gather(w, 1) if distributed else w
+        scale = w / (w_all.mean() * (v * b))
+    backend = _infonce_backend(backend, views.device, v * b * keys.shape[0] * keys.shape[1])
+    if backend == "reference":
+        if not distributed:
+            return ref.multicrop_infonce_loss_reference(views, temperature, weights=w)
+        rows = ref.multicrop_infonce_loss_reference(keys, temperature, reduction="none")
+        return (rows[:, q_start:q_start + b] * scale).sum()
+    return MultiCropInfoNCEFunction.apply(keys, scale, temperature, q_start, b, backend)
+
+
+def nt_xent_loss(
+    out0: torch.Tensor, out1: torch.Tensor, *, temperature: float = 0.5, memory_bank: torch.Tensor | None = None,
+    gather_distributed: bool = False, backend: str = "auto",
+) -> torch.Tensor:
+    """NT-Xent, the value and gradient of ``lightly.loss.NTXentLoss`` (SimCLR, arXiv:2002.05709).
+
+    Without ``memory_bank``: rows of both views L2-normalised, logits cos/T, each of the 2B rows
+    classifies its other view among all 2B−1 other rows; mean cross-entropy. This is
+    ``multicrop_infonce_loss`` with V = 2. ``gather_distributed``: local queries against the
+    gathered keys, as lightly (see ``multicrop_infonce_loss`` for what the value and gradient are).
+
+    With ``memory_bank`` (K, D), the MoCo form (He et al. 2020, arXiv:1911.05722): queries out0,
+    logits [⟨q, k⁺⟩, q·bankᵀ]/T with k⁺ = out1, label 0, mean over the B local rows; the bank
+    (normalised keys of earlier steps) is a constant. Updating it is ``NTXentLoss``'s job.
+    """
+    check_pair(out0, out1, ("out0", "out1"), min_rows=1)
+    temperature = check_positive(temperature, "temperature")
+    b, d = out0.shape
+    if memory_bank is not None:
+        check_tensor(memory_bank, "memory_bank")
+        if memory_bank.dim() != 2 or memory_bank.shape[1] != d:
+            raise ValueError(f"memory_bank must have shape (K, D) with D = {d} as out0, "
+                             f"got shape {tuple(memory_bank.shape)}")
+        if memory_bank.device != out0.device:
+            raise ValueError(f"memory_bank must be on out0's device {out0.device}, got {memory_bank.device}")
+        bank = memory_bank.detach()
+        backend = _infonce_backend(backend, out0.device, b * (bank.shape[0] + 1))
+        if backend == "reference":
+            return ref.nt_xent_loss_reference(out0, out1, temperature, negatives=bank.clone())
+        return NTXentBankFunction.apply(out0, out1, bank, temperature, backend)
+    if check_backend(backend) == "reference":
+        if gather_distributed and world_size() > 1:
+            large0 = gather(torch.nn.functional.normalize(out0, dim=1))
+            large1 = gather(torch.nn.functional.normalize(out1, dim=1))
+            return ref.nt_xent_loss_reference(out0, out1, temperature, out0_large=large0, out1_large=large1,
+                                              rank=rank())
+        return ref.nt_xent_loss_reference(out0, out1, temperature)
+    return multicrop_infonce_loss(torch.stack([out0, out1]), temperature=temperature,
+                                  gather_distributed=gather_distributed, backend=backend)

@@ -107,3 +107,103 @@ class EMPSSLLoss(nn.Module):
 
     def forward(self, z_views) -> torch.Tensor:
         return F.emp_ssl_loss(z_views, tcr_eps=self.tcr_eps, inv_coef=self.inv_coef, backend=self.backend)
+
+
+# ---------------------------------------------------------------------------------------------
+# InfoNCE family (issue 3)
+# ---------------------------------------------------------------------------------------------
+
+from .distributed import gather as _gather  # noqa: E402
+from .distributed import world_size as _world_size  # noqa: E402
+
+
+def _bank_size(size) -> tuple[int, int] | None:
+    """lightly's ``memory_bank_size``: 0 (no bank) or (K, dim); (0, dim) also disables it, as lightly."""
+    form = "memory_bank_size must be 0 (no memory bank) or a (K, dim) tuple such as (4096, 128)"
+    if isinstance(size, bool):
+        raise ValueError(f"{form}, got {size!r}")
+    if isinstance(size, int):
+        if size == 0:
+            return None
+        raise ValueError(f"{form}, got the bare int {size}: the feature dimension is needed, "
+                         f"write memory_bank_size=({size}, dim)")
+    if isinstance(size, (tuple, list)) and len(size) == 2 and all(
+            isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in size):
+        k, dim = size
+        if k == 0:
+            return None
+        if dim == 0:
+            raise ValueError(f"{form}, got {size!r} (dim must be >= 1)")
+        return int(k), int(dim)
+    raise ValueError(f"{form}, got {size!r}")
+
+
+class NTXentLoss(nn.Module):
+    """NT-Xent (SimCLR) / MoCo loss; arguments, value and gradient as ``lightly.loss.NTXentLoss``.
+
+    ``memory_bank_size=(K, dim)``: MoCo (He et al. 2020, arXiv:1911.05722). The forward uses the
+    bank as it was *before* this step, then enqueues the L2-normalised ``out1`` (detached;
+    gathered from every rank when ``gather_distributed``) at ``bank_ptr``, as lightly: only when
+    ``out0.requires_grad``, and a batch that runs past the end fills the bank to its end, drops
+    the rest and resets the pointer to 0. Unlike lightly, ``bank`` and ``bank_ptr`` are persistent
+    buffers (in ``state_dict``: a resumed run continues identically), the update runs on the
+    device with no host sync, and the initial bank (random unit rows, as lightly) comes from a
+    generator seeded with ``bank_seed``, so it is reproducible and the same on every rank.
+    See ``sslfast.functional.nt_xent_loss``.
+    """
+
+    def __init__(self, temperature: float = 0.5, memory_bank_size=0, gather_distributed: bool = False,
+                 backend: str = "auto", bank_seed: int = 0):
+        super().__init__()
+        self.temperature = check_positive(temperature, "temperature")
+        self.memory_bank_size = _bank_size(memory_bank_size)
+        self.gather_distributed = gather_distributed
+        self.backend = check_backend(backend)
+        if self.memory_bank_size is not None:
+            gen = torch.Generator().manual_seed(int(bank_seed))
+            bank = torch.nn.functional.normalize(torch.randn(self.memory_bank_size, generator=gen), dim=1)
+            self.register_buffer("bank", bank)
+            self.register_buffer("bank_ptr", torch.zeros(1, dtype=torch.long))
+        else:
+            self.bank = None
+
+    def forward(self, out0: torch.Tensor, out1: torch.Tensor) -> torch.Tensor:
+        if self.bank is None:
+            return F.nt_xent_loss(out0, out1, temperature=self.temperature,
+                                  gather_distributed=self.gather_distributed, backend=self.backend)
+        loss = F.nt_xent_loss(out0, out1, temperature=self.temperature, memory_bank=self.bank, backend=self.backend)
+        if out0.requires_grad:
+            self._enqueue(out1)
+        return loss
+
+    @torch.no_grad()
+    def _enqueue(self, out1: torch.Tensor) -> None:
+        acc = torch.float64 if out1.dtype == torch.float64 else torch.float32
+        keys = torch.nn.functional.normalize(out1.detach().to(acc), dim=1).to(self.bank.dtype)
+        if self.gather_distributed and _world_size() > 1:
+            keys = _gather(keys)
+        k, n = self.bank.shape[0], keys.shape[0]
+        ptr = self.bank_ptr
+        # Rows past the end are dropped (lightly): they are redirected to row K−1 carrying the
+        # very value that row receives anyway, so duplicate writes agree and no sync is needed.
+        idx = (ptr + torch.arange(n, device=ptr.device)).clamp(max=k - 1)
+        self.bank.index_copy_(0, idx, keys[idx - ptr])
+        self.bank_ptr.copy_(torch.where(ptr + n >= k, torch.zeros_like(ptr), ptr + n))
+
+
+class MultiCropInfoNCELoss(nn.Module):
+    """Multi-crop InfoNCE (multi-view SimCLR) with optional GenView quality weights.
+
+    ``forward(z, weights=None)``: z is (V, B, D) or a list of V (B, D) tensors. See
+    ``sslfast.functional.multicrop_infonce_loss``.
+    """
+
+    def __init__(self, temperature: float = 0.1, gather_distributed: bool = False, backend: str = "auto"):
+        super().__init__()
+        self.temperature = check_positive(temperature, "temperature")
+        self.gather_distributed = gather_distributed
+        self.backend = check_backend(backend)
+
+    def forward(self, z, weights: torch.Tensor | None = None) -> torch.Tensor:
+        return F.multicrop_infonce_loss(z, weights, temperature=self.temperature,
+                                        gather_distributed=self.gather_distributed, backend=self.backend)

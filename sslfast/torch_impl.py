@@ -150,3 +150,67 @@ def view_invariance_fwd_torch(z, compute_grad: bool):
     through_mean = (u - cos * w).sum(0) / (nm * v)
     grad = -(direct + through_mean) / (v * b)
     return loss, grad.to(z.dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# InfoNCE family (issue 3): dense twins of kernels/infonce.py. They hold the (N_q, N) logits,
+# which is what `auto` uses below the crossover in sslfast.functional.
+# ---------------------------------------------------------------------------------------------
+
+
+def multicrop_infonce_fwd_torch(z, row_scale, temperature: float, q_start: int, q_count: int, compute_grad: bool):
+    """Multi-crop InfoNCE: loss Σ_i c_i (LSE_{j≠i} s_ij/T − LSE_{j∈pos(i)} s_ij/T) and dL/dz.
+
+    ``z`` (V, B_g, D) are the keys (every view of the gathered batch); the queries are images
+    ``q_start .. q_start+q_count`` of every view, with per-row scales ``row_scale`` (V, q_count).
+    Positives of a row: the same image in the other views. dL/ds_ij = c_i (P_ij − Q_ij)/T, P the
+    softmax over j≠i and Q the softmax over the positives.
+    """
+    acc = acc_dtype(z.dtype)
+    v, bg, d = z.shape
+    x = z.to(acc).reshape(v * bg, d)
+    norm = x.norm(dim=1, keepdim=True)
+    u = x / norm.clamp_min(NORM_EPS)
+    img = torch.arange(q_start, q_start + q_count, device=z.device)
+    qrows = (torch.arange(v, device=z.device)[:, None] * bg + img).reshape(-1)
+    cols = torch.arange(v * bg, device=z.device)
+    uq = u[qrows]
+    s = (uq @ u.T) / temperature
+    is_self = cols[None, :] == qrows[:, None]
+    is_pos = ((cols % bg)[None, :] == (qrows % bg)[:, None]) & ~is_self
+    s_all = s.masked_fill(is_self, float("-inf"))
+    s_pos = s.masked_fill(~is_pos, float("-inf"))
+    lse_all = torch.logsumexp(s_all, 1)
+    lse_pos = torch.logsumexp(s_pos, 1)
+    c = row_scale.to(acc).reshape(-1)
+    loss = (c * (lse_all - lse_pos)).sum()
+    if not compute_grad:
+        return loss, z.new_empty(0)
+    g = (c / temperature)[:, None] * (torch.exp(s_all - lse_all[:, None]) - torch.exp(s_pos - lse_pos[:, None]))
+    gu = g.T @ uq  # as keys
+    gu = gu.index_add(0, qrows, g @ u)  # as queries
+    return loss, normalize_backward(gu, u, norm, NORM_EPS).reshape(v, bg, d).to(z.dtype)
+
+
+def nt_xent_bank_fwd_torch(out0, out1, bank, temperature: float, compute_grad: bool):
+    """MoCo-form NT-Xent: logits [⟨u0_i, u1_i⟩, u0_i·bankᵀ]/T, label 0, mean over the B rows.
+
+    Returns the loss and the stacked (2, B, D) gradient [dL/dout0, dL/dout1]; the bank is constant.
+    """
+    acc = acc_dtype(out0.dtype)
+    a, b = out0.to(acc), out1.to(acc)
+    na, nb = a.norm(dim=1, keepdim=True), b.norm(dim=1, keepdim=True)
+    u0, u1 = a / na.clamp_min(NORM_EPS), b / nb.clamp_min(NORM_EPS)
+    neg = bank.to(acc)
+    logits = torch.cat([(u0 * u1).sum(1, keepdim=True), u0 @ neg.T], 1) / temperature
+    lse = torch.logsumexp(logits, 1)
+    loss = (lse - logits[:, 0]).mean()
+    if not compute_grad:
+        return loss, out0.new_empty(0)
+    n = out0.shape[0]
+    g = torch.exp(logits - lse[:, None]) / (n * temperature)
+    g_pos = g[:, :1] - 1.0 / (n * temperature)
+    gu0 = g_pos * u1 + g[:, 1:] @ neg
+    gu1 = g_pos * u0
+    grad = torch.stack([normalize_backward(gu0, u0, na, NORM_EPS), normalize_backward(gu1, u1, nb, NORM_EPS)])
+    return loss, grad.to(out0.dtype)
