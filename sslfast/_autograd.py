@@ -14,9 +14,11 @@ from . import torch_impl
 def _kernel_launchers() -> dict:
     # Imported on first use (triton is optional on CPU); plain import statements, not importlib,
     # so that torch.compile can trace a first call that happens inside a compiled step.
-    from sslfast.kernels import barlow, coding_rate, tico, vicreg
+    from sslfast.kernels import barlow, coding_rate, infonce, tico, vicreg
 
     return {
+        "multicrop_infonce": infonce.multicrop_infonce_fwd,
+        "nt_xent_bank": infonce.nt_xent_bank_fwd,
         "vicreg": vicreg.vicreg_fwd,
         "barlow_twins": barlow.barlow_twins_fwd,
         "tico": tico.tico_fwd,
@@ -117,26 +119,12 @@ class ViewInvarianceFunction(torch.autograd.Function):
 # InfoNCE family (issue 3)
 # ---------------------------------------------------------------------------------------------
 
-_KERNELS["multicrop_infonce"] = ("infonce", "multicrop_infonce_fwd")
-_KERNELS["nt_xent_bank"] = ("infonce", "nt_xent_bank_fwd")
-
-
-def _infonce_launcher(loss: str, backend: str):
-    """``launcher`` with a plain import: dynamo cannot trace ``importlib.import_module`` (a graph
-    break, fatal under fullgraph=True), but traces an import of an already-loaded module."""
-    if backend == "torch":
-        return getattr(torch_impl, f"{loss}_fwd_torch")
-    from .kernels import infonce
-
-    return getattr(infonce, _KERNELS[loss][1])
-
-
 class MultiCropInfoNCEFunction(torch.autograd.Function):
     """Multi-crop InfoNCE of (V, B_g, D) keys; queries are images q_start .. q_start+q_count."""
 
     @staticmethod
     def forward(ctx, z, row_scale, temperature, q_start, q_count, backend):
-        loss, grad = _infonce_launcher("multicrop_infonce", backend)(z, row_scale, temperature, q_start, q_count,
+        loss, grad = launcher("multicrop_infonce", backend)(z, row_scale, temperature, q_start, q_count,
                                                                      ctx.needs_input_grad[0])
         ctx.save_for_backward(grad)
         return loss
@@ -153,7 +141,7 @@ class NTXentBankFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, out0, out1, bank, temperature, backend):
         compute_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
-        loss, grad = _infonce_launcher("nt_xent_bank", backend)(out0, out1, bank, temperature, compute_grad)
+        loss, grad = launcher("nt_xent_bank", backend)(out0, out1, bank, temperature, compute_grad)
         ctx.save_for_backward(grad)
         return loss
 

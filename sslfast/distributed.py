@@ -1,9 +1,15 @@
 """All-gather with gradient, for losses that need the global batch.
 
-Every rank computes the loss of the *global* batch. The backward of the gather sums the
-incoming gradients over ranks (all-reduce) and keeps this rank's slice, so each rank holds
-``world_size`` times its slice of the single-process gradient; DDP's gradient averaging
-then yields exactly the single-process parameter gradient on the concatenated batch.
+The backward of the gather sums the incoming gradients over ranks (all-reduce) and keeps this
+rank's slice. Two loss layouts use it, with one guarantee:
+- covariance family (VICReg, Barlow Twins, TiCo): every rank computes the loss of the *global*
+  batch, so every rank returns the single-process loss;
+- InfoNCE family: each rank's queries are its own rows against every rank's keys (as lightly
+  and solo-learn), so each rank returns its share and the mean over ranks is the
+  single-process loss.
+Either way each rank holds ``world_size`` times its slice of the single-process input
+gradient, and DDP's gradient averaging yields exactly the single-process parameter gradient
+on the concatenated batch.
 """
 from __future__ import annotations
 

@@ -57,3 +57,9 @@ def lightly_loss():
         pytest.skip("lightly is not installed: pip install --no-deps lightly==1.6.0 (make test does)")
     _stub_torchvision()
     return importlib.import_module("lightly.loss")
+
+
+def import_lightly_loss():
+    """``lightly.loss`` without pytest (for subprocess workers); raises ImportError when absent."""
+    _stub_torchvision()
+    return importlib.import_module("lightly.loss")

@@ -101,8 +101,9 @@ def test_nt_xent_two_ranks_equal_lightly_and_single_process(ranks, backend):
     for r in range(WORLD):
         sl = slice(r * b, (r + 1) * b)
         loss, g0, g1 = res[r][f"ntxent_{backend}"]
-        l_loss, l0, l1 = res[r]["ntxent_lightly"]
-        assert rel_err(loss, l_loss) < 1e-12 and rel_err(g0, l0) < 1e-10 and rel_err(g1, l1) < 1e-10
+        if "ntxent_lightly" in res[r]:  # absent only where lightly is not installed (the GPU image)
+            l_loss, l0, l1 = res[r]["ntxent_lightly"]
+            assert rel_err(loss, l_loss) < 1e-12 and rel_err(g0, l0) < 1e-10 and rel_err(g1, l1) < 1e-10
         assert rel_err(g0, WORLD * g_full[0][sl]) < 1e-10 and rel_err(g1, WORLD * g_full[1][sl]) < 1e-10
         losses.append(loss)
     assert rel_err(sum(losses) / WORLD, full) < 1e-12
