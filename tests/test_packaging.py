@@ -19,6 +19,7 @@ def test_wheel_holds_only_sslfast(tmp_path):
     top = {n.split("/")[0] for n in names}
     assert top == {"sslfast", next(t for t in top if t.endswith(".dist-info"))}, top
     assert "sslfast/kernels/vicreg.py" in names
+    assert "sslfast/benchmarks/losses.py" in names  # `sslfast bench` must work from a wheel
     assert "sslfast/data_pipelines/__init__.py" in names
     assert not any(n.startswith(("kernels/", "data_pipelines/", "tests/", "bench/")) for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
