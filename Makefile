@@ -44,3 +44,8 @@ gpu:
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
+
+# bench/report/report.md + plots from bench/results/*.json; regenerates the README's results section.
+.PHONY: report
+report: install
+	$(VENV)/bin/sslfast report --results bench/results --out bench/report --readme README.md

@@ -1,0 +1,285 @@
+"""Load and validate benchmark results JSON for `sslfast report`.
+
+The schema of every kind is documented in `sslfast.report`. Benchmark writers can check their
+output in their own tests with ``validate(json.loads(text), path)``. Keys not listed here are
+allowed (forward compatibility); listed keys must have the stated types.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+# Type specs: "str", "int", "num", "bool", "list", "dict"; "|null" also allows None;
+# a tuple lists the allowed string values. A key ending in "?" is optional.
+ENV = {
+    "device": "str",
+    "device_type": "str",
+    "torch": "str",
+    "triton": "str|null",
+    "git_sha": "str|null",
+    "timestamp": "str",
+}
+TOP = {
+    "losses": {"results": "list", "quick?": "bool", "dtype?": "str", "notes?": "list"},
+    "augment": {"results": "list", "config?": "dict", "targets?": "dict"},
+    "epoch": {"results": "list", "quick?": "bool", "notes?": "list"},
+    "tta": {"results": "list", "quick?": "bool", "notes?": "list"},
+}
+LOSS_ROW = {
+    "loss": "str",
+    "impl": "str",
+    "mode": "str",
+    "dtype?": "str",
+    "N?": "int",
+    "D?": "int",
+    "V?": "int",
+    "B?": "int",
+    "median_ms?": "num",
+    "p20_ms?": "num",
+    "p80_ms?": "num",
+    "n_samples?": "int",
+    "peak_memory_mb?": "num|null",
+    "speedup_vs_reference?": "num",
+    "speedup_vs_reference_compiled?": "num",
+    "error?": "str",
+}
+AUGMENT_ROW = {
+    "preset": "str",
+    "n_views": "int",
+    "view_size": "int",
+    "baseline?": "dict",
+    "dali?": "dict",
+    "fused?": "dict",
+}
+AUGMENT_PATHS = ("baseline", "dali", "fused")
+AUGMENT_PATH = {
+    "views_per_s": "num",
+    "backend": "str",
+    "seconds_per_epoch?": "num",
+    "n_images?": "int",
+    "speedup_vs_baseline?": "num",
+}
+PIPELINES = ("ours", "reference")
+EPOCH_ROW = {
+    "method": "str",
+    "pipeline": PIPELINES,
+    "images_per_s": "num",
+    "s_per_epoch": "num",
+    "backbone?": "str",
+    "batch_size?": "int",
+    "dtype?": "str",
+}
+TTA_RUN = {
+    "recipe": "str",
+    "pipeline": PIPELINES,
+    "seed": "int",
+    "backbone": "str",
+    "curve": "list",
+    "thresholds": "dict",
+    "final_linear_top1": "num|null",
+    "train_seconds": "num",
+    "eval_seconds": "num",
+}
+CROSSING = {"seconds": "num", "epoch": "num"}
+
+
+class ReportError(Exception):
+    """A problem the user must fix (missing folder, README without markers, no matplotlib)."""
+
+
+class ResultsError(ValueError):
+    """A results file that cannot be reported; ``str()`` names the file and every problem."""
+
+    def __init__(self, path: str | Path, problems: list[str]):
+        self.path, self.problems = str(path), problems
+        super().__init__(f"{path}: " + "; ".join(problems))
+
+
+@dataclass(frozen=True)
+class Run:
+    """One validated results file."""
+
+    path: Path
+    doc: dict
+
+    @property
+    def kind(self) -> str:
+        return self.doc["benchmark"]
+
+    @property
+    def env(self) -> dict:
+        return self.doc["env"]
+
+    @property
+    def timestamp(self) -> _dt.datetime:
+        return _parse_time(self.env["timestamp"])
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.env["device_type"] == "cuda"
+
+    @property
+    def commit(self) -> str:
+        sha = self.env.get("git_sha") or "unknown"
+        return sha[:7] + ("-dirty" if sha.endswith("-dirty") else "")
+
+    @property
+    def quick(self) -> bool:
+        return bool(self.doc.get("quick", (self.doc.get("config") or {}).get("quick", False)))
+
+    @property
+    def variant(self) -> str:
+        """What distinguishes runs that must not supersede each other on one device."""
+        parts = []
+        if self.kind == "losses":
+            parts.append(self.doc.get("dtype", "fp32"))
+        elif self.kind == "augment":
+            parts.append((self.doc.get("config") or {}).get("out_dtype", "float32"))
+        if self.quick:
+            parts.append("quick")
+        return ", ".join(parts)
+
+
+def _parse_time(text: str) -> _dt.datetime:
+    t = _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return t if t.tzinfo else t.replace(tzinfo=_dt.timezone.utc)
+
+
+def _type_ok(value, spec) -> bool:
+    if isinstance(spec, tuple):
+        return value in spec
+    if spec.endswith("|null"):
+        return value is None or _type_ok(value, spec[:-5])
+    if spec == "num":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if spec == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, {"str": str, "bool": bool, "list": list, "dict": dict}[spec])
+
+
+def _describe(value) -> str:
+    text = json.dumps(value)
+    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
+def check(obj, spec: dict, where: str, problems: list[str]) -> bool:
+    """Append a message per missing key or wrong type; True when ``obj`` is a dict."""
+    if not isinstance(obj, dict):
+        problems.append(f"{where or 'top level'}: expected an object, got {_describe(obj)}")
+        return False
+    for key, want in spec.items():
+        optional = key.endswith("?")
+        key = key.rstrip("?")
+        name = f"{where}.{key}" if where else key
+        if key not in obj:
+            if not optional:
+                problems.append(f"missing key '{name}'")
+            continue
+        if not _type_ok(obj[key], want):
+            shown = (
+                " or ".join(repr(v) for v in want) if isinstance(want, tuple) else want.replace("|", " or ")
+            )
+            problems.append(f"'{name}': expected {shown}, got {_describe(obj[key])}")
+    return True
+
+
+def _check_losses(doc: dict, problems: list[str]) -> None:
+    for i, row in enumerate(doc["results"]):
+        where = f"results[{i}]"
+        if not check(row, LOSS_ROW, where, problems):
+            continue
+        if "error" not in row and "median_ms" not in row:
+            problems.append(f"{where}: needs 'median_ms' (or 'error' for a failed case)")
+        if not any(k in row for k in ("N", "D", "V", "B")):
+            problems.append(f"{where}: needs a size ('N'/'D' or 'V'/'B'/'D')")
+
+
+def _check_augment(doc: dict, problems: list[str]) -> None:
+    for i, row in enumerate(doc["results"]):
+        where = f"results[{i}]"
+        if not check(row, AUGMENT_ROW, where, problems):
+            continue
+        paths = [p for p in AUGMENT_PATHS if p in row]
+        if not paths:
+            problems.append(f"{where}: needs at least one of {list(AUGMENT_PATHS)}")
+        for p in paths:
+            check(row[p], AUGMENT_PATH, f"{where}.{p}", problems)
+
+
+def _check_epoch(doc: dict, problems: list[str]) -> None:
+    for i, row in enumerate(doc["results"]):
+        check(row, EPOCH_ROW, f"results[{i}]", problems)
+
+
+def _check_tta(doc: dict, problems: list[str]) -> None:
+    for i, run in enumerate(doc["results"]):
+        where = f"results[{i}]"
+        if not check(run, TTA_RUN, where, problems):
+            continue
+        if isinstance(run["curve"], list):
+            last = -math.inf
+            for j, point in enumerate(run["curve"]):
+                if not (
+                    isinstance(point, list) and len(point) == 3 and all(_type_ok(x, "num") for x in point)
+                ):
+                    problems.append(
+                        f"'{where}.curve[{j}]': expected [seconds, epoch, top1], got {_describe(point)}"
+                    )
+                    break
+                if point[0] < last:
+                    problems.append(f"'{where}.curve[{j}]': seconds must not decrease")
+                    break
+                last = point[0]
+        if isinstance(run["thresholds"], dict):
+            for key, crossing in run["thresholds"].items():
+                name = f"{where}.thresholds.{key}"
+                try:
+                    float(key)
+                except ValueError:
+                    problems.append(f"'{name}': threshold keys are accuracies in percent like \"85\"")
+                if crossing is not None:
+                    check(crossing, CROSSING, name, problems)
+
+
+CHECKS = {"losses": _check_losses, "augment": _check_augment, "epoch": _check_epoch, "tta": _check_tta}
+KINDS = tuple(CHECKS)
+
+
+def validate(doc, path: str | Path = "<results>") -> Run:
+    """Return the validated ``Run`` or raise ResultsError naming ``path`` and every problem.
+
+    An unknown ``benchmark`` kind is not an error here: the caller decides (the report skips it).
+    """
+    problems: list[str] = []
+    if not check(doc, {"benchmark": "str", "env": "dict"}, "", problems):
+        raise ResultsError(path, problems)
+    if problems:
+        raise ResultsError(path, problems)
+    check(doc["env"], ENV, "env", problems)
+    if isinstance(doc["env"].get("timestamp"), str):
+        try:
+            _parse_time(doc["env"]["timestamp"])
+        except ValueError:
+            problems.append(f"'env.timestamp': not an ISO 8601 time: {doc['env']['timestamp']!r}")
+    kind = doc["benchmark"]
+    if kind in CHECKS and check(doc, TOP[kind], "", problems) and isinstance(doc.get("results"), list):
+        CHECKS[kind](doc, problems)
+    if problems:
+        raise ResultsError(path, problems)
+    return Run(Path(path), doc)
+
+
+def load(path: str | Path) -> Run:
+    """Read and validate one results file."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ResultsError(path, [f"not valid JSON: {e}"]) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ResultsError(path, [f"cannot read: {e}"]) from None
+    return validate(doc, path)

@@ -1,0 +1,332 @@
+"""Markdown tables for `sslfast report`, one renderer per benchmark kind.
+
+Each renderer takes one validated run (one JSON) and returns ``(full, summary)`` markdown: the
+full table goes to report.md, the summary to the README. Every row names its device, torch,
+triton and commit. Ratios are those stored in the run, or taken between rows of the same run;
+none is ever formed across two files.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+from .report_schema import Run
+
+RUN_COLS = ["device", "torch", "triton", "commit"]
+# The issue's goals for one H100 (time-to-accuracy: mean over >= 3 seeds).
+TTA_GOALS_S = {"85": 45.0, "90": 180.0}
+TTA_MIN_SEEDS = 3
+
+
+def num(x, unit: str = "") -> str:
+    """A readable number: '—' when absent, 'n/a' when not finite."""
+    if x is None:
+        return "—"
+    if not math.isfinite(x):
+        return "n/a"
+    a = abs(x)
+    text = f"{x:,.0f}" if a >= 100 else f"{x:.1f}" if a >= 10 else f"{x:.2f}" if a >= 1 else f"{x:.3g}"
+    return text + unit
+
+
+def ratio(x) -> str:
+    return "—" if x is None else num(x, "×")
+
+
+def run_cells(run: Run) -> list[str]:
+    env = run.env
+    return [env["device"], env["torch"], env["triton"] or "—", f"`{run.commit}`"]
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    def esc(cell) -> str:
+        return str(cell).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+# --- losses -----------------------------------------------------------------------------------
+
+
+def loss_size(row: dict) -> str:
+    return "×".join(f"{k}={row[k]}" for k in ("V", "B", "N", "D") if k in row)
+
+
+def loss_elements(row: dict) -> int:
+    """Input elements (N·D or V·B·D): the x axis of the speedup plot."""
+    return math.prod(row[k] for k in ("V", "B", "N", "D") if k in row)
+
+
+def losses(run: Run) -> tuple[str, str]:
+    gpu = run.on_gpu
+    full, summary = [], []
+    for r in run.doc["results"]:
+        if "error" in r:
+            full.append(
+                [
+                    r["loss"],
+                    loss_size(r),
+                    r["mode"],
+                    r["impl"],
+                    f"failed: {r['error']}",
+                    "",
+                    "",
+                    "",
+                    "",
+                    *run_cells(run),
+                ]
+            )
+            continue
+        mem = num(r.get("peak_memory_mb")) if gpu else "not measured on CPU"
+        full.append(
+            [
+                r["loss"],
+                loss_size(r),
+                r["mode"],
+                r["impl"],
+                num(r["median_ms"]),
+                f"{num(r.get('p20_ms'))}–{num(r.get('p80_ms'))}",
+                mem,
+                ratio(r.get("speedup_vs_reference")),
+                ratio(r.get("speedup_vs_reference_compiled")),
+                *run_cells(run),
+            ]
+        )
+        if r["mode"] == "fwd+bwd" and r["impl"] not in ("reference", "reference_compiled"):
+            summary.append(
+                [
+                    r["loss"],
+                    loss_size(r),
+                    r["impl"],
+                    num(r["median_ms"]),
+                    ratio(r.get("speedup_vs_reference")),
+                    ratio(r.get("speedup_vs_reference_compiled")),
+                    *run_cells(run),
+                ]
+            )
+    head = [
+        "loss",
+        "size",
+        "mode",
+        "impl",
+        "median ms",
+        "p20–p80 ms",
+        "peak MiB",
+        "× vs reference",
+        "× vs reference compiled",
+        *RUN_COLS,
+    ]
+    text = table(head, full)
+    notes = list(run.doc.get("notes", []))
+    text += "".join(f"\n- {n}" for n in notes) + ("\n" if notes else "")
+    short = (
+        table(
+            ["loss", "size", "impl", "fwd+bwd ms", "× vs reference", "× vs reference compiled", *RUN_COLS],
+            summary,
+        )
+        if summary
+        else "No fused-implementation rows in this run.\n"
+    )
+    return text, short
+
+
+# --- augment ----------------------------------------------------------------------------------
+
+AUGMENT_PATHS = ("fused", "dali", "baseline")
+
+
+def augment(run: Run) -> tuple[str, str]:
+    rows = []
+    for r in run.doc["results"]:
+        for p in AUGMENT_PATHS:
+            if p in r:
+                x = r[p]
+                rows.append(
+                    [
+                        f"{r['preset']} ({r['n_views']}×{r['view_size']}px)",
+                        p,
+                        x["backend"],
+                        num(x.get("n_images")),
+                        num(x["views_per_s"]),
+                        "1× (baseline)" if p == "baseline" else ratio(x.get("speedup_vs_baseline")),
+                        *run_cells(run),
+                    ]
+                )
+    text = table(["preset", "path", "backend", "images", "views/s", "× vs baseline", *RUN_COLS], rows)
+    note = (run.doc.get("targets") or {}).get("note")
+    if note:
+        text += f"\n- {note}\n"
+    return text, text
+
+
+# --- epoch ------------------------------------------------------------------------------------
+
+
+def epoch_pairs(run: Run) -> dict[tuple[str, str], dict[str, dict]]:
+    """(method, backbone) -> {pipeline: row}, within this run only."""
+    pairs: dict[tuple[str, str], dict[str, dict]] = {}
+    for r in run.doc["results"]:
+        pairs.setdefault((r["method"], r.get("backbone", "")), {})[r["pipeline"]] = r
+    return pairs
+
+
+def epoch(run: Run) -> tuple[str, str]:
+    rows = []
+    for (method, backbone), by in epoch_pairs(run).items():
+        ours, ref = by.get("ours"), by.get("reference")
+        speedup = (
+            ref["s_per_epoch"] / ours["s_per_epoch"] if ours and ref and ours["s_per_epoch"] > 0 else None
+        )
+        rows.append(
+            [
+                method,
+                backbone or "—",
+                num(ours and ours["images_per_s"]),
+                num(ours and ours["s_per_epoch"], " s"),
+                num(ref and ref["images_per_s"]),
+                num(ref and ref["s_per_epoch"], " s"),
+                ratio(speedup),
+                *run_cells(run),
+            ]
+        )
+    text = table(
+        [
+            "method",
+            "backbone",
+            "ours images/s",
+            "ours s/epoch",
+            "reference images/s",
+            "reference s/epoch",
+            "× faster than reference",
+            *RUN_COLS,
+        ],
+        rows,
+    )
+    return text, text
+
+
+# --- tta --------------------------------------------------------------------------------------
+
+
+def mean_std(values: list[float], unit: str = "") -> str:
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return f"{num(values[0], unit)} (1 seed)"
+    return f"{num(statistics.mean(values))} ± {num(statistics.stdev(values), unit)}"
+
+
+def tta_thresholds(run: Run) -> list[str]:
+    keys = {k for r in run.doc["results"] for k in r["thresholds"]}
+    return sorted(keys, key=float)
+
+
+def tta_groups(run: Run) -> dict[tuple[str, str, str], list[dict]]:
+    """(backbone, pipeline, recipe) -> runs over seeds."""
+    groups: dict[tuple[str, str, str], list[dict]] = {}
+    for r in run.doc["results"]:
+        groups.setdefault((r["backbone"], r["pipeline"], r["recipe"]), []).append(r)
+    return dict(sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] != "ours", kv[0][2])))
+
+
+def crossing_seconds(runs: list[dict], key: str) -> list[float] | None:
+    """Seconds to threshold for every seed, or None when some seed never crossed it."""
+    hits = [r["thresholds"].get(key) for r in runs]
+    return None if any(h is None for h in hits) else [h["seconds"] for h in hits]
+
+
+def _crossing_cell(runs: list[dict], key: str) -> str:
+    secs = crossing_seconds(runs, key)
+    if secs is None:
+        reached = sum(r["thresholds"].get(key) is not None for r in runs)
+        return f"not reached ({reached}/{len(runs)} seeds)"
+    epochs = [r["thresholds"][key]["epoch"] for r in runs]
+    return f"{mean_std(secs, ' s')} (epoch {num(statistics.mean(epochs))})"
+
+
+def tta_speedup(run: Run, backbone: str, runs: list[dict], key: str) -> float | None:
+    """Reference mean seconds / ours mean seconds to ``key``, both from this run, same backbone,
+    and only when there is exactly one reference recipe to compare with."""
+    refs = [g for (b, p, _), g in tta_groups(run).items() if b == backbone and p == "reference"]
+    if len(refs) != 1:
+        return None
+    mine, theirs = crossing_seconds(runs, key), crossing_seconds(refs[0], key)
+    if not mine or not theirs or statistics.mean(mine) <= 0:
+        return None
+    return statistics.mean(theirs) / statistics.mean(mine)
+
+
+def tta_goals(run: Run) -> list[str]:
+    """Goal verdicts (one H100, >= 3 seeds); judged only on GPU runs."""
+    if not run.on_gpu:
+        return [
+            f"CPU run: the time-to-accuracy goals ({_goal_text()}) are for one H100 and are not judged here."
+        ]
+    lines = []
+    for (backbone, pipeline, recipe), runs in tta_groups(run).items():
+        if pipeline != "ours":
+            continue
+        for key, limit in TTA_GOALS_S.items():
+            secs = crossing_seconds(runs, key)
+            if secs is None:
+                verdict = "not met: not reached by every seed"
+            elif len(runs) < TTA_MIN_SEEDS:
+                verdict = f"not judged: {len(runs)} seed(s), the goal needs ≥ {TTA_MIN_SEEDS}"
+            else:
+                m = statistics.mean(secs)
+                verdict = (
+                    f"{'met' if m <= limit else 'not met'}: {mean_std(secs, ' s')} over {len(runs)} seeds"
+                )
+            lines.append(
+                f"{recipe} / {backbone}: ≥ {key}% in ≤ {num(limit)} s on {run.env['device']}: {verdict}"
+            )
+    return lines
+
+
+def _goal_text() -> str:
+    return ", ".join(f"≥ {k}% in ≤ {num(v)} s" for k, v in TTA_GOALS_S.items())
+
+
+def tta(run: Run) -> tuple[str, str]:
+    keys = tta_thresholds(run)
+    rows = []
+    for (backbone, pipeline, recipe), runs in tta_groups(run).items():
+        if pipeline == "reference":
+            vs_ref = "(reference)"
+        else:
+            vs_ref = ", ".join(f"{k}%: {ratio(tta_speedup(run, backbone, runs, k))}" for k in keys) or "—"
+        top1 = [r["final_linear_top1"] for r in runs if r["final_linear_top1"] is not None]
+        rows.append(
+            [
+                recipe,
+                pipeline,
+                backbone,
+                str(len(runs)),
+                *(_crossing_cell(runs, k) for k in keys),
+                mean_std(top1, " %"),
+                mean_std([r["train_seconds"] for r in runs], " s"),
+                num(statistics.mean(r["eval_seconds"] for r in runs), " s"),
+                vs_ref,
+                *run_cells(run),
+            ]
+        )
+    head = [
+        "recipe",
+        "pipeline",
+        "backbone",
+        "seeds",
+        *(f"s to {k}% (mean ± std)" for k in keys),
+        "final linear top-1",
+        "train s",
+        "eval s (mean)",
+        "× faster than reference",
+        *RUN_COLS,
+    ]
+    text = table(head, rows) + "\n" + "".join(f"- {line}\n" for line in tta_goals(run))
+    return text, text
+
+
+RENDER = {"losses": losses, "augment": augment, "epoch": epoch, "tta": tta}
