@@ -185,7 +185,8 @@ class SSLModel(nn.Module):
         self.predictor = None
         if spec.pred_hidden is not None:
             # BYOL / SimSiam / MoCo v3 predictor: Linear-BN-ReLU-Linear (models.predictor).
-            self.predictor = projector(spec.proj_out, [spec.pred_hidden], spec.proj_out)
+            self.predictor = projector(spec.proj_out, [spec.pred_hidden], spec.proj_out,
+                                       batch_norm=spec.proj_batch_norm)
         self.momentum_backbone = self.momentum_projector = None
         if spec.momentum is not None:
             self.momentum_backbone = copy.deepcopy(backbone).requires_grad_(False)
@@ -197,6 +198,10 @@ class SSLModel(nn.Module):
         import sslfast
 
         spec, kw = self.spec, dict(self.spec.loss_kwargs)
+        needs = {"multicrop_infonce": "MultiCropInfoNCELoss", "moco_v2": "NTXentLoss"}.get(spec.kind)
+        if needs and not hasattr(sslfast, needs):
+            raise ImportError(f"method {spec.name!r} needs sslfast.{needs} (the InfoNCE family, issue 3), "
+                              "which this build of sslfast does not have")
         if spec.name == "vicreg":
             return sslfast.VICRegLoss(**kw, gather_distributed=gather, backend=backend)
         if spec.name == "barlow_twins":

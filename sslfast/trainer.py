@@ -479,3 +479,17 @@ def _dump_yaml(d: dict) -> str:
     import yaml
 
     return yaml.safe_dump({k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}, sort_keys=False)
+
+
+def model_from_checkpoint(path: str | os.PathLike, device="cpu") -> tuple[nn.Module, TrainConfig, dict]:
+    """(SSLModel with the checkpoint's weights, its TrainConfig, the raw checkpoint)."""
+    ckpt = load_checkpoint(path)
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    cfg = TrainConfig(**{k: v for k, v in ckpt["config"].items() if k in names})
+    spec = method_spec(cfg)
+    model = build_model(spec, cfg.backbone, backbone_kwargs=_backbone_kwargs(cfg), backend=cfg.backend)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"checkpoint {path} does not match the model its config describes: {e}") from e
+    return model.to(device), cfg, ckpt
