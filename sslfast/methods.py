@@ -141,9 +141,14 @@ def momentum_tau(step, total_steps: int, base_tau: float, final_tau: float):
     return final_tau - (final_tau - base_tau) * (math.cos(math.pi * progress) + 1) / 2
 
 
+def _wide(z: torch.Tensor) -> torch.Tensor:
+    # losses in fp32 under bf16/fp16 autocast; float64 stays float64 (exactness tests)
+    return z if z.dtype in (torch.float32, torch.float64) else z.float()
+
+
 def _neg_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     # mean over the batch of -cos(p, sg(z)) (SimSiam eq. 1; BYOL's 2 - 2cos up to the constant)
-    return -(F.normalize(p, dim=-1) * F.normalize(z.detach(), dim=-1)).sum(-1).mean()
+    return -(F.normalize(_wide(p), dim=-1) * F.normalize(_wide(z.detach()), dim=-1)).sum(-1).mean()
 
 
 def moco_v3_loss(q: torch.Tensor, k: torch.Tensor, temperature: float, gather_distributed: bool) -> torch.Tensor:
@@ -151,8 +156,8 @@ def moco_v3_loss(q: torch.Tensor, k: torch.Tensor, temperature: float, gather_di
     ``q·kᵀ/T`` against the diagonal, times ``2T``. Negatives are the other keys of the (global)
     batch. Written with ``F.cross_entropy``: lightly's NTXentLoss also contrasts each query with
     the other queries, which MoCo v3 does not, so its semantics differ."""
-    q = F.normalize(q.float(), dim=1)
-    k = F.normalize(k.detach().float(), dim=1)
+    q = F.normalize(_wide(q), dim=1)
+    k = F.normalize(_wide(k.detach()), dim=1)
     offset = 0
     if gather_distributed:
         k = gather(k)  # keys carry no gradient, so the gather only supplies negatives
@@ -249,16 +254,16 @@ class SSLModel(nn.Module):
         z = self._grouped(self._online, views)
         kind, scale = self.spec.kind, self.spec.loss_scale
         if kind == "pair":
-            loss = self.loss(z[0].float(), z[1].float())
+            loss = self.loss(_wide(z[0]), _wide(z[1]))
         elif kind == "multicrop_infonce":
-            loss = self.loss([zi.float() for zi in z])
+            loss = self.loss([_wide(zi) for zi in z])
         elif kind == "emp_ssl":
-            loss = self.loss(torch.stack(z).float())
+            loss = self.loss(_wide(torch.stack(z)))
         elif kind == "moco_v2":
             k = self._grouped(self._target, views[:2])
             # symmetric MoCo v2+ (solo-learn): one call on (q1|q2, k2|k1) is the mean of both
             # directions; the queue receives both keys' batches
-            loss = self.loss(torch.cat([z[0], z[1]]).float(), torch.cat([k[1], k[0]]).float())
+            loss = self.loss(_wide(torch.cat([z[0], z[1]])), _wide(torch.cat([k[1], k[0]])))
         elif kind == "simsiam":
             p = self._grouped(self.predictor, z[:2])
             loss = 0.5 * (_neg_cosine(p[0], z[1]) + _neg_cosine(p[1], z[0]))
@@ -267,7 +272,7 @@ class SSLModel(nn.Module):
             k = self._grouped(self._target, views[:2])
             if kind == "byol":
                 # solo-learn byol_loss_func: sum over the two pairs of 2 - 2 cos(p, sg(z'))
-                loss = 4 + 2 * (_neg_cosine(p[0].float(), k[1].float()) + _neg_cosine(p[1].float(), k[0].float()))
+                loss = 4 + 2 * (_neg_cosine(p[0], k[1]) + _neg_cosine(p[1], k[0]))
             else:
                 t, g = self.spec.loss_kwargs["temperature"], self.gather_distributed
                 loss = 0.5 * (moco_v3_loss(p[0], k[1], t, g) + moco_v3_loss(p[1], k[0], t, g))
