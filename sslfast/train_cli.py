@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, CheckpointError, DatasetError, FileNotFoundError) as e:
         print(f"sslfast train: error: {e}", file=sys.stderr)
         return 2
-    if summary is not None:
+    if summary is not None and summary["rank"] == 0:
         print(f"{summary['method']}: {summary['steps']}/{summary['total_steps']} steps, "
               f"loss {summary['final_loss']}, kNN top-1 {summary['knn_top1']}, "
               f"{summary['images_per_s']:.0f} img/s -> {summary['checkpoint']}")

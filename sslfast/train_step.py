@@ -116,12 +116,15 @@ class TrainStep:
         batch = batch.to(self.device, non_blocking=True)
         gen = torch.Generator(device=self.device).manual_seed(step_seed(self.seed, step))
         if self.world_size == 1:
-            return make_views(batch, self.specs, generator=gen, backend=self.augment_backend)
-        n = batch.shape[0]
-        rows = slice(self.rank * n, (self.rank + 1) * n)
-        params = [_slice_params(sample_params(s, n * self.world_size, gen, self.device, image_size=batch.shape[2:]),
-                                rows) for s in self.specs]
-        return make_views(batch, self.specs, backend=self.augment_backend, params=params)
+            views = make_views(batch, self.specs, generator=gen, backend=self.augment_backend)
+        else:
+            n = batch.shape[0]
+            rows = slice(self.rank * n, (self.rank + 1) * n)
+            params = [_slice_params(sample_params(s, n * self.world_size, gen, self.device,
+                                                  image_size=batch.shape[2:]), rows) for s in self.specs]
+            views = make_views(batch, self.specs, backend=self.augment_backend, params=params)
+        # make_views writes channels_last; an NCHW model wants NCHW inputs (and grads DDP's buckets match)
+        return views if self.channels_last else [v.contiguous() for v in views]
 
     def run_views(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         """One optimisation step on prepared views; returns device tensors (no host sync)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import functools
+import inspect
 import json
 import os
 import sys
@@ -362,15 +363,21 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         ema = functools.partial(momentum_tau, total_steps=total_steps, base_tau=spec.momentum[0],
                                 final_tau=spec.momentum[1])
     inner = model
+    channels_last = device.type == "cuda" if cfg.channels_last == "auto" else bool(cfg.channels_last)
+    if channels_last:  # before DDP, whose gradient buckets take the parameters' strides
+        inner.to(memory_format=torch.channels_last)
     if world > 1:
         # broadcast_buffers=False: loss buffers are updated from the gathered global batch on
         # every rank already; BN running stats stay per rank (rank 0's are checkpointed)
-        model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False)
+        ddp = nn.parallel.DistributedDataParallel
+        # torch >= 2.13 renames broadcast_buffers (deprecated) to forward_sync_buffers
+        no_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(ddp).parameters
+                   else {"broadcast_buffers": False})
+        model = ddp(model, device_ids=[device.index] if device.type == "cuda" else None, **no_sync)
     compile_opt = (device.type == "cuda") if cfg.compile == "auto" else cfg.compile
     step: TrainStep = make_train_step(
         model, opt, views=views, schedule=schedule, compile=compile_opt, mode=cfg.compile_mode,
-        amp_dtype=_amp_dtype(cfg), channels_last=cfg.channels_last, cuda_graphs=cfg.cuda_graphs, ema=ema,
+        amp_dtype=_amp_dtype(cfg), channels_last=channels_last, cuda_graphs=cfg.cuda_graphs, ema=ema,
         seed=cfg.seed, augment_backend=cfg.augment_backend, world_size=world, rank=rk)
 
     start_epoch, start_i = 0, 0
@@ -392,7 +399,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         print(f"no checkpoint at {ckpt_path}: starting from scratch", file=sys.stderr)
 
     logger = _Logger(out, cfg.tensorboard, main)
-    monitor = _knn_monitor(cfg, train_set, test_set, views, device) if cfg.knn_every and test_set is not None else None
+    # kNN on rank 0 only (its BN statistics are the checkpointed ones); other ranks wait in the next collective
+    monitor = (_knn_monitor(cfg, train_set, test_set, views, device)
+               if main and cfg.knn_every and test_set is not None else None)
     if main:
         (out / "config.yaml").write_text(_dump_yaml(dataclasses.asdict(cfg)))
     images = train_set.images.to(device)
@@ -456,7 +465,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     summary = {"method": spec.name, "backbone": cfg.backbone, "steps": step.step, "total_steps": total_steps,
                "finished": step.step >= total_steps, "final_loss": last.get("loss"), "knn_top1": knn_top1,
                "images_per_s": n_images / elapsed if elapsed > 0 else None, "elapsed_s": elapsed,
-               "world_size": world, "device": str(device), "checkpoint": str(ckpt_path)}
+               "world_size": world, "rank": rk, "device": str(device), "checkpoint": str(ckpt_path)}
     if main:
         tmp = out / ".summary.json.tmp"
         tmp.write_text(json.dumps(summary, indent=2))

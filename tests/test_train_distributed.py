@@ -68,3 +68,37 @@ def test_distributed_step_equals_single_process(tmp_path):
                 torch.testing.assert_close(r_state[k], v, rtol=1e-10, atol=1e-10, msg=f"{method} rank {rank}: {k}")
                 moved += not torch.equal(v, before[k])
             assert moved > len(single) // 2  # the step changed the parameters (and EMA copies)
+
+
+def _failing_worker(rank, port, results):
+    import os
+    import time
+
+    from sslfast.trainer import TrainConfig, _setup_distributed
+
+    os.environ.update(WORLD_SIZE=str(WORLD), RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    _setup_distributed(TrainConfig(device="cpu", dist_timeout_s=5))
+    if rank == 1:
+        os._exit(0)  # this rank dies without taking part in the next collective
+    t0 = time.monotonic()
+    try:
+        dist.all_reduce(torch.ones(1))
+        results[rank] = ("no error", time.monotonic() - t0)
+    except Exception as e:  # gloo: connection closed, or the 5 s timeout
+        results[rank] = (type(e).__name__, time.monotonic() - t0)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_failing_rank_errors_instead_of_hanging():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    results = mp.Manager().dict()
+    mp.start_processes(_failing_worker, args=(port, results), nprocs=WORLD, join=True, start_method="spawn")
+    error, seconds = results[0]
+    assert error != "no error" and seconds < 30, (error, seconds)
