@@ -75,19 +75,22 @@ def test_sigkill_then_resume_completes(tmp_path):
 @pytest.mark.skipif(not (CIFAR / "cifar-10-batches-bin").is_dir(),
                     reason=f"CIFAR-10 binary data not found at {CIFAR} (set SSLFAST_DATA)")
 def test_knn_above_chance_on_cifar_subset(tmp_path):
-    cfg = tiny_cfg(tmp_path, data="cifar10", data_root=str(CIFAR), subset=512, view_size=None, image_size=32,
-                   batch_size=64, epochs=2, knn_every=1, knn_k=20, knn_train_size=512, knn_test_size=500,
+    # Chance is 10%; with 1000 test images its standard error is ~1%, so 15% is > 5 sigma above it.
+    # (Runs this short barely move kNN beyond a random-init network's ~20%: this checks the monitor
+    # wiring and that the features carry class information, not SSL progress.)
+    cfg = tiny_cfg(tmp_path, data="cifar10", data_root=str(CIFAR), subset=1024, view_size=None, image_size=32,
+                   batch_size=64, epochs=2, knn_every=1, knn_k=20, knn_train_size=1024, knn_test_size=1000,
                    log_every=8)
     summary = train(cfg)
     recs = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     knn = [r["knn_top1"] for r in recs if "knn_top1" in r]
     assert len(knn) == 2 and summary["knn_top1"] == knn[-1]
-    assert knn[-1] > 20.0, f"kNN top-1 {knn[-1]:.1f}% is not above chance (10%)"
+    assert knn[-1] > 15.0, f"kNN top-1 {knn[-1]:.1f}% is not above chance (10%)"
     res_path = tmp_path / "eval.json"
     assert cli(["eval", "--checkpoint", str(tmp_path / "run" / "checkpoint.pt"), "--probe", "knn", "--k", "20",
-                "--train-size", "512", "--test-size", "500", "--out", str(res_path)]) == 0
+                "--train-size", "1024", "--test-size", "1000", "--out", str(res_path)]) == 0
     res = json.loads(res_path.read_text())
-    assert res["method"] == "vicreg" and res["n_test"] == 500
+    assert res["method"] == "vicreg" and res["n_test"] == 1000
     assert res["top1"] == pytest.approx(knn[-1], abs=1e-6)  # same features, same kNN as the monitor
 
 

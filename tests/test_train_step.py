@@ -93,3 +93,20 @@ def test_bad_arguments():
         make_train_step(model, opt, views=step.specs, schedule=lambda s: 0.1, amp_dtype=torch.int8)
     with pytest.raises(ValueError, match="cuda_graphs=True needs a CUDA model"):
         make_train_step(model, opt, views=step.specs, schedule=lambda s: 0.1, cuda_graphs=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cuda_graphs", [False, True])
+def test_cuda_compiled_bf16_channels_last_step(cuda_graphs):
+    # On CUDA: fused views + bf16 autocast + channels_last + inductor (optionally CUDA graphs)
+    # track the eager bf16 step; bf16 tolerances.
+    torch._dynamo.reset()
+    data = make_synthetic(16, 10, 16, seed=2).images.cuda()
+    model_e, _, eager = tiny_step("byol", device="cuda")
+    model_c, _, comp = tiny_step("byol", device="cuda", compile=True, cuda_graphs=cuda_graphs)
+    assert comp.amp_dtype == torch.bfloat16 and comp.channels_last
+    for _ in range(3):
+        le, lc = eager(data)["loss"], comp(data)["loss"]
+    assert torch.isfinite(lc) and abs(float(lc) - float(le)) < 5e-2 * max(1.0, abs(float(le)))
+    for a, b in zip(model_c.parameters(), model_e.parameters(), strict=True):
+        assert (a - b).norm() <= 5e-2 * b.norm() + 1e-3

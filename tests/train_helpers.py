@@ -24,22 +24,24 @@ def tiny_spec(name: str, **extra):
 
 
 def tiny_step(name: str, *, lr: float = 0.05, seed: int = 0, backbone=None, compile=False, dtype=None,
-              world_size: int = 1, rank: int = 0, wrap=None, **spec_extra):
+              world_size: int = 1, rank: int = 0, wrap=None, device="cpu", cuda_graphs=False, **spec_extra):
     torch.manual_seed(seed)
     spec = tiny_spec(name, **spec_extra)
     model = build_model(spec, backbone if backbone is not None else "resnet18_cifar",
                         backbone_kwargs=None if backbone is not None else dict(width=8),
                         gather_distributed=world_size > 1)
+    model.to(device)
     if dtype is not None:
         model.to(dtype)
-    opt = build_optimizer(spec.optimizer, model, torch.tensor(lr, dtype=torch.float64 if dtype else torch.float32),
+    opt = build_optimizer(spec.optimizer, model,
+                          torch.tensor(lr, dtype=torch.float64 if dtype else torch.float32, device=device),
                           spec.weight_decay, eta=spec.eta, clip_lr=spec.clip_lr)
     views = build_views(spec, TrainConfig(method=name, view_size=SIZE))
     ema = (functools.partial(momentum_tau, total_steps=20, base_tau=spec.momentum[0], final_tau=spec.momentum[1])
            if spec.momentum else None)
     net = wrap(model) if wrap else model
     step = make_train_step(net, opt, views=views, schedule=lambda s: lr, compile=compile, ema=ema, seed=seed,
-                           world_size=world_size, rank=rank)
+                           world_size=world_size, rank=rank, cuda_graphs=cuda_graphs)
     return model, opt, step
 
 
