@@ -36,8 +36,11 @@ def get_rng_state() -> dict:
             "has_gauss": int(np_state[3]),
             "cached_gaussian": float(np_state[4]),
         },
-        "python": {"version": int(py_version), "internal": torch.tensor(py_internal, dtype=torch.int64),
-                   "gauss_next": py_gauss},
+        "python": {
+            "version": int(py_version),
+            "internal": torch.tensor(py_internal, dtype=torch.int64),
+            "gauss_next": py_gauss,
+        },
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -47,8 +50,15 @@ def get_rng_state() -> dict:
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     npd = state["numpy"]
-    np.random.set_state(("MT19937", npd["keys"].numpy().astype(np.uint32), npd["pos"], npd["has_gauss"],
-                         npd["cached_gaussian"]))
+    np.random.set_state(
+        (
+            "MT19937",
+            npd["keys"].numpy().astype(np.uint32),
+            npd["pos"],
+            npd["has_gauss"],
+            npd["cached_gaussian"],
+        )
+    )
     py = state["python"]
     random.setstate((py["version"], tuple(int(v) for v in py["internal"].tolist()), py["gauss_next"]))
     if "cuda" in state and torch.cuda.is_available():
@@ -101,6 +111,7 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
         raise CheckpointError(f"checkpoint {path} cannot be loaded with weights_only=True: {e}") from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         seen = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise CheckpointError(f"checkpoint {path} is not an sslfast training checkpoint "
-                              f"(format {seen!r}, expected {FORMAT})")
+        raise CheckpointError(
+            f"checkpoint {path} is not an sslfast training checkpoint (format {seen!r}, expected {FORMAT})"
+        )
     return ckpt

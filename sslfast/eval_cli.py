@@ -6,6 +6,7 @@ Features are extracted once (eval transform: the full image, normalised as in tr
 kNN is weighted cosine k=200, T=0.1; the linear probe is L-BFGS logistic regression on
 standardised features (``sslfast.evaluation``). Prints one JSON object; ``--out`` also writes it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,8 +17,9 @@ from pathlib import Path
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sslfast eval", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="sslfast eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--probe", choices=("knn", "linear"), default="knn")
     p.add_argument("--data", default=None, help="cifar10 | synthetic | folder (default: the training data)")
@@ -59,15 +61,35 @@ def evaluate(args: argparse.Namespace) -> dict:
     f_te = extract_features(model.backbone, test_set.images[:nte], **kw)
     y_tr, y_te = train_set.labels[:ntr].to(device), test_set.labels[:nte].to(device)
     feat_s = time.perf_counter() - t0
-    result = {"checkpoint": str(args.checkpoint), "method": ckpt["method"], "backbone": ckpt["backbone"],
-              "epoch": ckpt["epoch"], "step": ckpt["step"], "data": cfg.data, "probe": args.probe,
-              "n_train": ntr, "n_test": nte, "feature_time_s": feat_s}
+    result = {
+        "checkpoint": str(args.checkpoint),
+        "method": ckpt["method"],
+        "backbone": ckpt["backbone"],
+        "epoch": ckpt["epoch"],
+        "step": ckpt["step"],
+        "data": cfg.data,
+        "probe": args.probe,
+        "n_train": ntr,
+        "n_test": nte,
+        "feature_time_s": feat_s,
+    }
     if args.probe == "knn":
         t0 = time.perf_counter()
-        res = knn_classify(f_tr, y_tr, f_te, y_te, k=min(args.k, ntr), temperature=args.temperature,
-                           num_classes=len(train_set.classes))
-        result.update(top1=res.top1, k=min(args.k, ntr), temperature=args.temperature,
-                      probe_time_s=time.perf_counter() - t0)
+        res = knn_classify(
+            f_tr,
+            y_tr,
+            f_te,
+            y_te,
+            k=min(args.k, ntr),
+            temperature=args.temperature,
+            num_classes=len(train_set.classes),
+        )
+        result.update(
+            top1=res.top1,
+            k=min(args.k, ntr),
+            temperature=args.temperature,
+            probe_time_s=time.perf_counter() - t0,
+        )
     else:
         res = linear_probe(f_tr, y_tr, f_te, y_te, epochs=args.epochs, num_classes=len(train_set.classes))
         result.update({k: res[k] for k in ("top1", "train_top1", "train_time_s", "eval_time_s")})

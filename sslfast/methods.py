@@ -70,43 +70,135 @@ METHODS: dict[str, MethodSpec] = {
     m.name: m
     for m in (
         # solo-learn cifar/vicreg.yaml: proj 2048-2048-2048, weights 25/25/1, LARS lr 0.3, wd 1e-4.
-        MethodSpec("vicreg", "pair", "vicreg", (2048, 2048), 2048, "solo-learn scripts/pretrain/cifar/vicreg.yaml",
-                   loss_kwargs=dict(lambda_param=25.0, mu_param=25.0, nu_param=1.0), **_lars(lr=0.3, weight_decay=1e-4)),
+        MethodSpec(
+            "vicreg",
+            "pair",
+            "vicreg",
+            (2048, 2048),
+            2048,
+            "solo-learn scripts/pretrain/cifar/vicreg.yaml",
+            loss_kwargs=dict(lambda_param=25.0, mu_param=25.0, nu_param=1.0),
+            **_lars(lr=0.3, weight_decay=1e-4),
+        ),
         # solo-learn cifar/barlow.yaml: proj 2048-2048-2048, scale_loss 0.1, lamb 0.0051 (barlow.py default),
         # LARS lr 0.3, wd 1e-4; asymmetric (BYOL) augmentations.
-        MethodSpec("barlow_twins", "pair", "byol", (2048, 2048), 2048, "solo-learn scripts/pretrain/cifar/barlow.yaml",
-                   loss_kwargs=dict(lambda_param=0.0051), loss_scale=0.1, **_lars(lr=0.3, weight_decay=1e-4)),
+        MethodSpec(
+            "barlow_twins",
+            "pair",
+            "byol",
+            (2048, 2048),
+            2048,
+            "solo-learn scripts/pretrain/cifar/barlow.yaml",
+            loss_kwargs=dict(lambda_param=0.0051),
+            loss_scale=0.1,
+            **_lars(lr=0.3, weight_decay=1e-4),
+        ),
         # No CIFAR recipe in solo-learn or the TiCo paper: TiCoLoss defaults (lightly, beta 0.9, rho 8),
         # TiCo paper's 2-layer 4096-256 projector, and the Barlow Twins CIFAR optimiser recipe above.
-        MethodSpec("tico", "pair", "byol", (4096,), 256, "TiCo arXiv:2206.10698 head; solo-learn barlow.yaml optim",
-                   loss_kwargs=dict(beta=0.9, rho=8.0), **_lars(lr=0.3, weight_decay=1e-4)),
+        MethodSpec(
+            "tico",
+            "pair",
+            "byol",
+            (4096,),
+            256,
+            "TiCo arXiv:2206.10698 head; solo-learn barlow.yaml optim",
+            loss_kwargs=dict(beta=0.9, rho=8.0),
+            **_lars(lr=0.3, weight_decay=1e-4),
+        ),
         # solo-learn cifar/simclr.yaml: proj 2048-256, temperature 0.2, LARS lr 0.4, wd 1e-4, symmetric augs.
-        MethodSpec("simclr", "multicrop_infonce", "simclr", (2048,), 256, "solo-learn scripts/pretrain/cifar/simclr.yaml",
-                   loss_kwargs=dict(temperature=0.2), **_lars(lr=0.4, weight_decay=1e-4)),
+        MethodSpec(
+            "simclr",
+            "multicrop_infonce",
+            "simclr",
+            (2048,),
+            256,
+            "solo-learn scripts/pretrain/cifar/simclr.yaml",
+            loss_kwargs=dict(temperature=0.2),
+            **_lars(lr=0.4, weight_decay=1e-4),
+        ),
         # solo-learn cifar/mocov2plus.yaml: proj 2048-256 (no BN), queue 32768, T 0.2, tau 0.99->0.999,
         # SGD lr 0.3, wd 1e-4.
-        MethodSpec("mocov2", "moco_v2", "simclr", (2048,), 256, "solo-learn scripts/pretrain/cifar/mocov2plus.yaml",
-                   proj_batch_norm=False, momentum=(0.99, 0.999),
-                   loss_kwargs=dict(temperature=0.2, queue_size=32768),
-                   optimizer="sgd", lr=0.3, weight_decay=1e-4, clip_lr=False),
+        MethodSpec(
+            "mocov2",
+            "moco_v2",
+            "simclr",
+            (2048,),
+            256,
+            "solo-learn scripts/pretrain/cifar/mocov2plus.yaml",
+            proj_batch_norm=False,
+            momentum=(0.99, 0.999),
+            loss_kwargs=dict(temperature=0.2, queue_size=32768),
+            optimizer="sgd",
+            lr=0.3,
+            weight_decay=1e-4,
+            clip_lr=False,
+        ),
         # solo-learn cifar/mocov3.yaml: proj 4096-256 + last BN, pred 4096, T 0.2, tau 0.99->1.0,
         # LARS lr 0.3, wd 1e-6; asymmetric augs.
-        MethodSpec("mocov3", "moco_v3", "byol", (4096,), 256, "solo-learn scripts/pretrain/cifar/mocov3.yaml",
-                   proj_last_bn=True, pred_hidden=4096, momentum=(0.99, 1.0), loss_kwargs=dict(temperature=0.2),
-                   **_lars(lr=0.3, weight_decay=1e-6)),
+        MethodSpec(
+            "mocov3",
+            "moco_v3",
+            "byol",
+            (4096,),
+            256,
+            "solo-learn scripts/pretrain/cifar/mocov3.yaml",
+            proj_last_bn=True,
+            pred_hidden=4096,
+            momentum=(0.99, 1.0),
+            loss_kwargs=dict(temperature=0.2),
+            **_lars(lr=0.3, weight_decay=1e-6),
+        ),
         # solo-learn cifar/byol.yaml: proj 4096-256, pred 4096, tau 0.99->1.0, LARS lr 1.0, wd 1e-5.
-        MethodSpec("byol", "byol", "byol", (4096,), 256, "solo-learn scripts/pretrain/cifar/byol.yaml",
-                   pred_hidden=4096, momentum=(0.99, 1.0), **_lars(lr=1.0, weight_decay=1e-5)),
+        MethodSpec(
+            "byol",
+            "byol",
+            "byol",
+            (4096,),
+            256,
+            "solo-learn scripts/pretrain/cifar/byol.yaml",
+            pred_hidden=4096,
+            momentum=(0.99, 1.0),
+            **_lars(lr=1.0, weight_decay=1e-5),
+        ),
         # solo-learn cifar/simsiam.yaml: proj 2048-2048-2048 + last BN, pred 512, SGD lr 0.5, wd 1e-5.
-        MethodSpec("simsiam", "simsiam", "simclr", (2048, 2048), 2048, "solo-learn scripts/pretrain/cifar/simsiam.yaml",
-                   proj_last_bn=True, pred_hidden=512, optimizer="sgd", lr=0.5, weight_decay=1e-5, clip_lr=False),
+        MethodSpec(
+            "simsiam",
+            "simsiam",
+            "simclr",
+            (2048, 2048),
+            2048,
+            "solo-learn scripts/pretrain/cifar/simsiam.yaml",
+            proj_last_bn=True,
+            pred_hidden=512,
+            optimizer="sgd",
+            lr=0.5,
+            weight_decay=1e-5,
+            clip_lr=False,
+        ),
         # tsb0601/EMP-SSL: 20 patches (README's CIFAR command), encoder 512-4096-1024 L2-normalised,
         # inv coef 200, TCR eps 0.2, LARS(SGD nesterov) eta 0.005 clip, lr 0.3 at batch 100 (no scaling),
         # wd 1e-4, cosine to 0 without warm-up, 30 epochs.
-        MethodSpec("emp_ssl", "emp_ssl", "emp_ssl", (4096,), 1024, "tsb0601/EMP-SSL main.py, model/model.py",
-                   proj_normalize=True, num_views=20, loss_kwargs=dict(tcr_eps=0.2, inv_coef=200.0),
-                   optimizer="lars", eta=0.005, clip_lr=True, lr=0.3, lr_ref_batch=None, weight_decay=1e-4,
-                   batch_size=100, epochs=30, warmup_epochs=0, warmup_start_lr=0.0),
+        MethodSpec(
+            "emp_ssl",
+            "emp_ssl",
+            "emp_ssl",
+            (4096,),
+            1024,
+            "tsb0601/EMP-SSL main.py, model/model.py",
+            proj_normalize=True,
+            num_views=20,
+            loss_kwargs=dict(tcr_eps=0.2, inv_coef=200.0),
+            optimizer="lars",
+            eta=0.005,
+            clip_lr=True,
+            lr=0.3,
+            lr_ref_batch=None,
+            weight_decay=1e-4,
+            batch_size=100,
+            epochs=30,
+            warmup_epochs=0,
+            warmup_start_lr=0.0,
+        ),
     )
 }
 
@@ -151,7 +243,9 @@ def _neg_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return -(F.normalize(_wide(p), dim=-1) * F.normalize(_wide(z.detach()), dim=-1)).sum(-1).mean()
 
 
-def moco_v3_loss(q: torch.Tensor, k: torch.Tensor, temperature: float, gather_distributed: bool) -> torch.Tensor:
+def moco_v3_loss(
+    q: torch.Tensor, k: torch.Tensor, temperature: float, gather_distributed: bool
+) -> torch.Tensor:
     """MoCo v3 contrastive loss (Chen, Xie & He, ICCV 2021, Alg. 1): cross-entropy of
     ``q·kᵀ/T`` against the diagonal, times ``2T``. Negatives are the other keys of the (global)
     batch. Written with ``F.cross_entropy``: lightly's NTXentLoss also contrasts each query with
@@ -176,22 +270,36 @@ class SSLModel(nn.Module):
     buffers and is therefore part of ``state_dict``.
     """
 
-    def __init__(self, spec: MethodSpec, backbone: nn.Module, *, backend: str = "auto",
-                 gather_distributed: bool = False):
+    def __init__(
+        self,
+        spec: MethodSpec,
+        backbone: nn.Module,
+        *,
+        backend: str = "auto",
+        gather_distributed: bool = False,
+    ):
         super().__init__()
         if not isinstance(spec, MethodSpec):
             raise TypeError(f"spec must be a MethodSpec, got {type(spec).__name__}")
         if not hasattr(backbone, "feat_dim"):
-            raise TypeError(f"backbone must expose feat_dim (see sslfast.models), got {type(backbone).__name__}")
+            raise TypeError(
+                f"backbone must expose feat_dim (see sslfast.models), got {type(backbone).__name__}"
+            )
         self.spec = spec
         self.backbone = backbone
-        self.projector = projector(backbone.feat_dim, list(spec.proj_hidden), spec.proj_out,
-                                   batch_norm=spec.proj_batch_norm, last_bn=spec.proj_last_bn)
+        self.projector = projector(
+            backbone.feat_dim,
+            list(spec.proj_hidden),
+            spec.proj_out,
+            batch_norm=spec.proj_batch_norm,
+            last_bn=spec.proj_last_bn,
+        )
         self.predictor = None
         if spec.pred_hidden is not None:
             # BYOL / SimSiam / MoCo v3 predictor: Linear-BN-ReLU-Linear (models.predictor).
-            self.predictor = projector(spec.proj_out, [spec.pred_hidden], spec.proj_out,
-                                       batch_norm=spec.proj_batch_norm)
+            self.predictor = projector(
+                spec.proj_out, [spec.pred_hidden], spec.proj_out, batch_norm=spec.proj_batch_norm
+            )
         self.momentum_backbone = self.momentum_projector = None
         if spec.momentum is not None:
             self.momentum_backbone = copy.deepcopy(backbone).requires_grad_(False)
@@ -205,8 +313,10 @@ class SSLModel(nn.Module):
         spec, kw = self.spec, dict(self.spec.loss_kwargs)
         needs = {"multicrop_infonce": "MultiCropInfoNCELoss", "moco_v2": "NTXentLoss"}.get(spec.kind)
         if needs and not hasattr(sslfast, needs):
-            raise ImportError(f"method {spec.name!r} needs sslfast.{needs} (the InfoNCE family, issue 3), "
-                              "which this build of sslfast does not have")
+            raise ImportError(
+                f"method {spec.name!r} needs sslfast.{needs} (the InfoNCE family, issue 3), "
+                "which this build of sslfast does not have"
+            )
         if spec.name == "vicreg":
             return sslfast.VICRegLoss(**kw, gather_distributed=gather, backend=backend)
         if spec.name == "barlow_twins":
@@ -216,14 +326,20 @@ class SSLModel(nn.Module):
         if spec.kind == "multicrop_infonce":
             return sslfast.MultiCropInfoNCELoss(**kw, gather_distributed=gather, backend=backend)
         if spec.kind == "moco_v2":
-            return sslfast.NTXentLoss(temperature=kw["temperature"], memory_bank_size=(kw["queue_size"], spec.proj_out),
-                                      gather_distributed=gather, backend=backend)
+            return sslfast.NTXentLoss(
+                temperature=kw["temperature"],
+                memory_bank_size=(kw["queue_size"], spec.proj_out),
+                gather_distributed=gather,
+                backend=backend,
+            )
         if spec.kind == "emp_ssl":
             return sslfast.EMPSSLLoss(**kw, backend=backend)
         return None  # moco_v3 / byol / simsiam: written below
 
     @staticmethod
-    def _grouped(encode: Callable[[torch.Tensor], torch.Tensor], views: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    def _grouped(
+        encode: Callable[[torch.Tensor], torch.Tensor], views: Sequence[torch.Tensor]
+    ) -> list[torch.Tensor]:
         """``encode`` over views concatenated per shape; outputs in the views' order."""
         groups: dict[tuple, list[int]] = {}
         for i, v in enumerate(views):
@@ -297,8 +413,14 @@ class SSLModel(nn.Module):
         torch._foreach_add_(ema, diff)
 
 
-def build_model(spec: MethodSpec, backbone: str | nn.Module = "resnet18_cifar", *, backbone_kwargs: dict | None = None,
-                backend: str = "auto", gather_distributed: bool = False) -> SSLModel:
+def build_model(
+    spec: MethodSpec,
+    backbone: str | nn.Module = "resnet18_cifar",
+    *,
+    backbone_kwargs: dict | None = None,
+    backend: str = "auto",
+    gather_distributed: bool = False,
+) -> SSLModel:
     """``SSLModel`` for ``spec`` on a backbone given by name (``models.build_backbone``) or module."""
     if isinstance(backbone, str):
         backbone = build_backbone(backbone, **(backbone_kwargs or {}))

@@ -47,11 +47,25 @@ def _slice_params(p, sl: slice):
 class TrainStep:
     """Callable training step; see ``make_train_step``. ``step`` counts completed steps."""
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, *, views: Sequence, schedule,
-                 compile: bool | str = False, mode: str | None = None, fullgraph: bool = True,
-                 amp_dtype: torch.dtype | str | None = "auto", channels_last: bool | str = "auto",
-                 cuda_graphs: bool = False, ema: Callable[[int], float] | None = None, seed: int = 0,
-                 augment_backend: str = "auto", world_size: int = 1, rank: int = 0):
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        *,
+        views: Sequence,
+        schedule,
+        compile: bool | str = False,
+        mode: str | None = None,
+        fullgraph: bool = True,
+        amp_dtype: torch.dtype | str | None = "auto",
+        channels_last: bool | str = "auto",
+        cuda_graphs: bool = False,
+        ema: Callable[[int], float] | None = None,
+        seed: int = 0,
+        augment_backend: str = "auto",
+        world_size: int = 1,
+        rank: int = 0,
+    ):
         from .data_pipelines import ViewSpec
 
         if not isinstance(model, nn.Module):
@@ -60,7 +74,9 @@ class TrainStep:
             raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
         views = list(views)
         if not views or not all(isinstance(v, ViewSpec) for v in views):
-            raise TypeError(f"views must be a non-empty list of ViewSpec, got {[type(v).__name__ for v in views]}")
+            raise TypeError(
+                f"views must be a non-empty list of ViewSpec, got {[type(v).__name__ for v in views]}"
+            )
         if not callable(schedule):
             raise TypeError(f"schedule must be a callable step -> lr, got {type(schedule).__name__}")
         if ema is not None and not callable(ema):
@@ -74,7 +90,9 @@ class TrainStep:
         if amp_dtype == "auto":
             amp_dtype = torch.bfloat16 if on_cuda else None
         if amp_dtype not in (None, torch.bfloat16, torch.float16):
-            raise ValueError(f"amp_dtype must be 'auto', None, torch.bfloat16 or torch.float16, got {amp_dtype!r}")
+            raise ValueError(
+                f"amp_dtype must be 'auto', None, torch.bfloat16 or torch.float16, got {amp_dtype!r}"
+            )
         self.amp_dtype = amp_dtype
         self.channels_last = on_cuda if channels_last == "auto" else bool(channels_last)
         if self.channels_last:
@@ -120,8 +138,12 @@ class TrainStep:
         else:
             n = batch.shape[0]
             rows = slice(self.rank * n, (self.rank + 1) * n)
-            params = [_slice_params(sample_params(s, n * self.world_size, gen, self.device,
-                                                  image_size=batch.shape[2:]), rows) for s in self.specs]
+            params = [
+                _slice_params(
+                    sample_params(s, n * self.world_size, gen, self.device, image_size=batch.shape[2:]), rows
+                )
+                for s in self.specs
+            ]
             views = make_views(batch, self.specs, backend=self.augment_backend, params=params)
         # make_views writes channels_last; an NCHW model wants NCHW inputs (and grads DDP's buckets match)
         return views if self.channels_last else [v.contiguous() for v in views]
@@ -146,11 +168,24 @@ class TrainStep:
         return self.run_views(self.make_views(batch))
 
 
-def make_train_step(model: nn.Module, optimizer: torch.optim.Optimizer, *, views: Sequence, schedule,
-                    compile: bool | str = True, mode: str | None = None, fullgraph: bool = True,
-                    amp_dtype: torch.dtype | str | None = "auto", channels_last: bool | str = "auto",
-                    cuda_graphs: bool = False, ema: Callable[[int], float] | None = None, seed: int = 0,
-                    augment_backend: str = "auto", world_size: int = 1, rank: int = 0) -> TrainStep:
+def make_train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    *,
+    views: Sequence,
+    schedule,
+    compile: bool | str = True,
+    mode: str | None = None,
+    fullgraph: bool = True,
+    amp_dtype: torch.dtype | str | None = "auto",
+    channels_last: bool | str = "auto",
+    cuda_graphs: bool = False,
+    ema: Callable[[int], float] | None = None,
+    seed: int = 0,
+    augment_backend: str = "auto",
+    world_size: int = 1,
+    rank: int = 0,
+) -> TrainStep:
     """``step(batch_uint8) -> {"loss": device tensor}`` for an ``SSLModel`` (or its DDP wrapper).
 
     views: the ``ViewSpec`` list (``data_pipelines.preset``). schedule: ``step -> lr`` (e.g. a
@@ -161,7 +196,20 @@ def make_train_step(model: nn.Module, optimizer: torch.optim.Optimizer, *, views
     capture with inductor's CUDA-graph trees (``mode="reduce-overhead"``). ema: ``step -> tau``
     for the momentum encoder (``methods.momentum_tau``), None for methods without one.
     """
-    return TrainStep(model, optimizer, views=views, schedule=schedule, compile=compile, mode=mode,
-                     fullgraph=fullgraph, amp_dtype=amp_dtype, channels_last=channels_last,
-                     cuda_graphs=cuda_graphs, ema=ema, seed=seed, augment_backend=augment_backend,
-                     world_size=world_size, rank=rank)
+    return TrainStep(
+        model,
+        optimizer,
+        views=views,
+        schedule=schedule,
+        compile=compile,
+        mode=mode,
+        fullgraph=fullgraph,
+        amp_dtype=amp_dtype,
+        channels_last=channels_last,
+        cuda_graphs=cuda_graphs,
+        ema=ema,
+        seed=seed,
+        augment_backend=augment_backend,
+        world_size=world_size,
+        rank=rank,
+    )

@@ -28,8 +28,14 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .checkpoint import CheckpointError, get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
-from .checkpoint import remove_stale_temporaries
+from .checkpoint import (
+    CheckpointError,
+    get_rng_state,
+    load_checkpoint,
+    remove_stale_temporaries,
+    save_checkpoint,
+    set_rng_state,
+)
 from .methods import MethodSpec, build_model, get_method, momentum_tau
 from .optim import build_optimizer, warmup_cosine
 from .train_step import TrainStep, make_train_step, step_seed
@@ -99,8 +105,21 @@ class TrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{name} must be a positive int, got {v!r}")
-        for name in ("subset", "view_size", "num_views", "queue_size", "width", "patch_size", "proj_out",
-                     "pred_hidden", "epochs", "batch_size", "stop_after_steps", "knn_train_size", "knn_test_size"):
+        for name in (
+            "subset",
+            "view_size",
+            "num_views",
+            "queue_size",
+            "width",
+            "patch_size",
+            "proj_out",
+            "pred_hidden",
+            "epochs",
+            "batch_size",
+            "stop_after_steps",
+            "knn_train_size",
+            "knn_test_size",
+        ):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise ConfigError(f"{name} must be a positive int or null, got {v!r}")
@@ -153,11 +172,20 @@ def method_spec(cfg: TrainConfig) -> MethodSpec:
         if base.kind != "moco_v2":
             raise ConfigError(f"queue_size applies to method 'mocov2', got method {cfg.method!r}")
         loss_kwargs = {**base.loss_kwargs, "queue_size": cfg.queue_size}
-    return get_method(cfg.method, proj_hidden=tuple(cfg.proj_hidden) if cfg.proj_hidden is not None else None,
-                      proj_out=cfg.proj_out, pred_hidden=cfg.pred_hidden if base.pred_hidden else None,
-                      num_views=cfg.num_views, loss_kwargs=loss_kwargs, optimizer=cfg.optimizer, lr=cfg.lr,
-                      weight_decay=cfg.weight_decay, batch_size=cfg.batch_size, epochs=cfg.epochs,
-                      warmup_epochs=cfg.warmup_epochs)
+    return get_method(
+        cfg.method,
+        proj_hidden=tuple(cfg.proj_hidden) if cfg.proj_hidden is not None else None,
+        proj_out=cfg.proj_out,
+        pred_hidden=cfg.pred_hidden if base.pred_hidden else None,
+        num_views=cfg.num_views,
+        loss_kwargs=loss_kwargs,
+        optimizer=cfg.optimizer,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        batch_size=cfg.batch_size,
+        epochs=cfg.epochs,
+        warmup_epochs=cfg.warmup_epochs,
+    )
 
 
 def build_views(spec: MethodSpec, cfg: TrainConfig) -> list:
@@ -184,8 +212,10 @@ def load_data(cfg: TrainConfig):
     if cfg.data == "cifar10":
         root = cfg.data_root
         if root is None and not os.environ.get("SSLFAST_DATA"):
-            raise ConfigError("data 'cifar10' needs its location: pass --data-root DIR or set SSLFAST_DATA "
-                              "to the folder holding cifar-10-batches-bin/ (there is no download during training)")
+            raise ConfigError(
+                "data 'cifar10' needs its location: pass --data-root DIR or set SSLFAST_DATA "
+                "to the folder holding cifar-10-batches-bin/ (there is no download during training)"
+            )
         train = load_cifar10(root, train=True)
         test = load_cifar10(root, train=False)
     elif cfg.data == "synthetic":
@@ -194,15 +224,18 @@ def load_data(cfg: TrainConfig):
     else:
         root = Path(cfg.data)
         if not root.is_dir():
-            raise ConfigError(f"data must be 'cifar10', 'synthetic' or an existing image folder, got {cfg.data!r}")
+            raise ConfigError(
+                f"data must be 'cifar10', 'synthetic' or an existing image folder, got {cfg.data!r}"
+            )
         if (root / "train").is_dir():
             train = ImageFolder(root / "train").load(cfg.image_size)
             test = ImageFolder(root / "val").load(cfg.image_size) if (root / "val").is_dir() else None
         else:
             train, test = ImageFolder(root).load(cfg.image_size), None
     if cfg.subset is not None:
-        train = dataclasses.replace(train, images=train.images[: cfg.subset], labels=train.labels[: cfg.subset],
-                                    coarse_labels=None)
+        train = dataclasses.replace(
+            train, images=train.images[: cfg.subset], labels=train.labels[: cfg.subset], coarse_labels=None
+        )
     return train, test
 
 
@@ -219,8 +252,9 @@ def _setup_distributed(cfg: TrainConfig) -> tuple[int, int, torch.device]:
         if use_cuda:
             os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group("nccl" if use_cuda else "gloo",
-                                timeout=datetime.timedelta(seconds=cfg.dist_timeout_s))
+        dist.init_process_group(
+            "nccl" if use_cuda else "gloo", timeout=datetime.timedelta(seconds=cfg.dist_timeout_s)
+        )
     if dist.is_initialized():
         world, rk = dist.get_world_size(), dist.get_rank()
     else:
@@ -245,15 +279,26 @@ def _backbone_kwargs(cfg: TrainConfig) -> dict:
 
 
 def _model_and_optimizer(cfg: TrainConfig, spec: MethodSpec, device, world: int):
-    model = build_model(spec, cfg.backbone, backbone_kwargs=_backbone_kwargs(cfg), backend=cfg.backend,
-                        gather_distributed=world > 1)
+    model = build_model(
+        spec,
+        cfg.backbone,
+        backbone_kwargs=_backbone_kwargs(cfg),
+        backend=cfg.backend,
+        gather_distributed=world > 1,
+    )
     if cfg.sync_bn and world > 1:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
     lr = spec.lr * (spec.batch_size / spec.lr_ref_batch if spec.lr_ref_batch else 1.0)
     # tensor lr: the schedule writes it in place (no recompiles)
-    opt = build_optimizer(spec.optimizer, model, torch.tensor(lr, device=device), spec.weight_decay,
-                          eta=spec.eta, clip_lr=spec.clip_lr)
+    opt = build_optimizer(
+        spec.optimizer,
+        model,
+        torch.tensor(lr, device=device),
+        spec.weight_decay,
+        eta=spec.eta,
+        clip_lr=spec.clip_lr,
+    )
     return model, opt, lr
 
 
@@ -296,9 +341,14 @@ def _progress(cfg: TrainConfig, enabled: bool, total: int, done: int):
         return None, None
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    prog = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[ips]:>8.0f} img/s  loss {task.fields[loss]:.4f}"),
-                    TimeRemainingColumn(), transient=False)
+    prog = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[ips]:>8.0f} img/s  loss {task.fields[loss]:.4f}"),
+        TimeRemainingColumn(),
+        transient=False,
+    )
     task = prog.add_task(cfg.method, total=total, completed=done, ips=0.0, loss=float("nan"))
     prog.start()
     return prog, task
@@ -307,8 +357,10 @@ def _progress(cfg: TrainConfig, enabled: bool, total: int, done: int):
 def _check_resume(ckpt: dict, cfg: TrainConfig, path: Path) -> None:
     for key, want in (("method", get_method(cfg.method).name), ("backbone", cfg.backbone)):
         if ckpt.get(key) != want:
-            raise CheckpointError(f"checkpoint {path} is from {key} {ckpt.get(key)!r}, but this run uses "
-                                  f"{key} {want!r}: use a matching config or another --out folder")
+            raise CheckpointError(
+                f"checkpoint {path} is from {key} {ckpt.get(key)!r}, but this run uses "
+                f"{key} {want!r}: use a matching config or another --out folder"
+            )
     saved = ckpt.get("arch", {})
     now = _arch(cfg)
     if saved != now:
@@ -317,8 +369,12 @@ def _check_resume(ckpt: dict, cfg: TrainConfig, path: Path) -> None:
 
 def _arch(cfg: TrainConfig) -> dict:
     spec = method_spec(cfg)
-    return {"backbone_kwargs": _backbone_kwargs(cfg), "proj_hidden": list(spec.proj_hidden),
-            "proj_out": spec.proj_out, "pred_hidden": spec.pred_hidden}
+    return {
+        "backbone_kwargs": _backbone_kwargs(cfg),
+        "proj_hidden": list(spec.proj_hidden),
+        "proj_out": spec.proj_out,
+        "pred_hidden": spec.pred_hidden,
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -339,7 +395,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         out.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(out)
         if ckpt_path.exists() and not resume:
-            raise ConfigError(f"{ckpt_path} exists: pass --resume to continue that run, or choose another --out")
+            raise ConfigError(
+                f"{ckpt_path} exists: pass --resume to continue that run, or choose another --out"
+            )
     torch.manual_seed(cfg.seed)
 
     spec = method_spec(cfg)
@@ -351,17 +409,26 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     local_batch = global_batch // world
     steps_per_epoch = len(train_set) // global_batch
     if steps_per_epoch == 0:
-        raise ConfigError(f"batch_size ({global_batch}) is larger than the training set ({len(train_set)} images)")
+        raise ConfigError(
+            f"batch_size ({global_batch}) is larger than the training set ({len(train_set)} images)"
+        )
     total_steps = spec.epochs * steps_per_epoch
     warmup_steps = min(spec.warmup_epochs * steps_per_epoch, total_steps)
 
     model, opt, base_lr = _model_and_optimizer(cfg, spec, device, world)
-    schedule = functools.partial(warmup_cosine, total_steps=total_steps, warmup_steps=warmup_steps,
-                                 base_lr=base_lr, final_lr=spec.final_lr, start_lr=spec.warmup_start_lr)
+    schedule = functools.partial(
+        warmup_cosine,
+        total_steps=total_steps,
+        warmup_steps=warmup_steps,
+        base_lr=base_lr,
+        final_lr=spec.final_lr,
+        start_lr=spec.warmup_start_lr,
+    )
     ema = None
     if spec.momentum is not None:
-        ema = functools.partial(momentum_tau, total_steps=total_steps, base_tau=spec.momentum[0],
-                                final_tau=spec.momentum[1])
+        ema = functools.partial(
+            momentum_tau, total_steps=total_steps, base_tau=spec.momentum[0], final_tau=spec.momentum[1]
+        )
     inner = model
     channels_last = device.type == "cuda" if cfg.channels_last == "auto" else bool(cfg.channels_last)
     if channels_last:  # before DDP, whose gradient buckets take the parameters' strides
@@ -371,14 +438,29 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         # every rank already; BN running stats stay per rank (rank 0's are checkpointed)
         ddp = nn.parallel.DistributedDataParallel
         # torch >= 2.13 renames broadcast_buffers (deprecated) to forward_sync_buffers
-        no_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(ddp).parameters
-                   else {"broadcast_buffers": False})
+        no_sync = (
+            {"forward_sync_buffers": False}
+            if "forward_sync_buffers" in inspect.signature(ddp).parameters
+            else {"broadcast_buffers": False}
+        )
         model = ddp(model, device_ids=[device.index] if device.type == "cuda" else None, **no_sync)
     compile_opt = (device.type == "cuda") if cfg.compile == "auto" else cfg.compile
     step: TrainStep = make_train_step(
-        model, opt, views=views, schedule=schedule, compile=compile_opt, mode=cfg.compile_mode,
-        amp_dtype=_amp_dtype(cfg), channels_last=channels_last, cuda_graphs=cfg.cuda_graphs, ema=ema,
-        seed=cfg.seed, augment_backend=cfg.augment_backend, world_size=world, rank=rk)
+        model,
+        opt,
+        views=views,
+        schedule=schedule,
+        compile=compile_opt,
+        mode=cfg.compile_mode,
+        amp_dtype=_amp_dtype(cfg),
+        channels_last=channels_last,
+        cuda_graphs=cfg.cuda_graphs,
+        ema=ema,
+        seed=cfg.seed,
+        augment_backend=cfg.augment_backend,
+        world_size=world,
+        rank=rk,
+    )
 
     start_epoch, start_i = 0, 0
     data_gen = torch.Generator()
@@ -399,9 +481,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         print(f"no checkpoint at {ckpt_path}: starting from scratch", file=sys.stderr)
 
     logger = _Logger(out, cfg.tensorboard, main)
-    # kNN on rank 0 only (its BN statistics are the checkpointed ones); other ranks wait in the next collective
-    monitor = (_knn_monitor(cfg, train_set, test_set, views, device)
-               if main and cfg.knn_every and test_set is not None else None)
+    # kNN on rank 0 only (its BN statistics are the checkpointed ones); the others wait in the next collective
+    monitor = (
+        _knn_monitor(cfg, train_set, test_set, views, device)
+        if main and cfg.knn_every and test_set is not None
+        else None
+    )
     if main:
         (out / "config.yaml").write_text(_dump_yaml(dataclasses.asdict(cfg)))
     images = train_set.images.to(device)
@@ -410,14 +495,29 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     def save(epoch: int, step_in_epoch: int) -> None:
         if not main:
             return
-        save_checkpoint({
-            "method": spec.name, "backbone": cfg.backbone, "arch": _arch(cfg), "config": dataclasses.asdict(cfg),
-            "model": inner.state_dict(), "optimizer": opt.state_dict(),
-            "scheduler": {"name": "warmup_cosine", "step": step.step, "total_steps": total_steps,
-                          "warmup_steps": warmup_steps, "base_lr": base_lr},
-            "epoch": epoch, "step": step.step, "step_in_epoch": step_in_epoch,
-            "rng": get_rng_state(), "generators": {"data_order": data_gen.get_state()},
-        }, ckpt_path)
+        save_checkpoint(
+            {
+                "method": spec.name,
+                "backbone": cfg.backbone,
+                "arch": _arch(cfg),
+                "config": dataclasses.asdict(cfg),
+                "model": inner.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": {
+                    "name": "warmup_cosine",
+                    "step": step.step,
+                    "total_steps": total_steps,
+                    "warmup_steps": warmup_steps,
+                    "base_lr": base_lr,
+                },
+                "epoch": epoch,
+                "step": step.step,
+                "step_in_epoch": step_in_epoch,
+                "rng": get_rng_state(),
+                "generators": {"data_order": data_gen.get_state()},
+            },
+            ckpt_path,
+        )
 
     last = {"loss": float("nan")}
     knn_top1 = None
@@ -427,18 +527,25 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         for epoch in range(start_epoch, spec.epochs):
             if not (epoch == start_epoch and resume and start_i):
                 data_gen.manual_seed(step_seed(cfg.seed + 1, epoch))
-            order = torch.randperm(len(train_set), generator=torch.Generator().set_state(data_gen.get_state()))
+            order = torch.randperm(
+                len(train_set), generator=torch.Generator().set_state(data_gen.get_state())
+            )
             order = order.to(device)
             for i in range(start_i if epoch == start_epoch else 0, steps_per_epoch):
                 lo = i * global_batch + rk * local_batch
-                result = step(images[order[lo:lo + local_batch]])
+                result = step(images[order[lo : lo + local_batch]])
                 n_images += global_batch
                 imgs_log += global_batch
                 if step.step % cfg.log_every == 0 or step.step == total_steps:
                     now = time.perf_counter()
-                    last = {"step": step.step, "epoch": epoch, "loss": float(result["loss"]),  # host sync
-                            "lr": float(schedule(step.step - 1)), "images_per_s": imgs_log / max(now - t_log, 1e-9),
-                            "elapsed_s": now - t_start}
+                    last = {
+                        "step": step.step,
+                        "epoch": epoch,
+                        "loss": float(result["loss"]),  # host sync
+                        "lr": float(schedule(step.step - 1)),
+                        "images_per_s": imgs_log / max(now - t_log, 1e-9),
+                        "elapsed_s": now - t_start,
+                    }
                     t_log, imgs_log = now, 0
                     logger.log(last, step.step)
                     if prog is not None:
@@ -462,10 +569,21 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
             prog.stop()
         logger.close()
     elapsed = time.perf_counter() - t_start
-    summary = {"method": spec.name, "backbone": cfg.backbone, "steps": step.step, "total_steps": total_steps,
-               "finished": step.step >= total_steps, "final_loss": last.get("loss"), "knn_top1": knn_top1,
-               "images_per_s": n_images / elapsed if elapsed > 0 else None, "elapsed_s": elapsed,
-               "world_size": world, "rank": rk, "device": str(device), "checkpoint": str(ckpt_path)}
+    summary = {
+        "method": spec.name,
+        "backbone": cfg.backbone,
+        "steps": step.step,
+        "total_steps": total_steps,
+        "finished": step.step >= total_steps,
+        "final_loss": last.get("loss"),
+        "knn_top1": knn_top1,
+        "images_per_s": n_images / elapsed if elapsed > 0 else None,
+        "elapsed_s": elapsed,
+        "world_size": world,
+        "rank": rk,
+        "device": str(device),
+        "checkpoint": str(ckpt_path),
+    }
     if main:
         tmp = out / ".summary.json.tmp"
         tmp.write_text(json.dumps(summary, indent=2))
@@ -479,15 +597,26 @@ def _knn_monitor(cfg: TrainConfig, train_set, test_set, views, device):
     ntr = min(len(train_set), cfg.knn_train_size or len(train_set))
     nte = min(len(test_set), cfg.knn_test_size or len(test_set))
     amp = torch.bfloat16 if device.type == "cuda" and cfg.amp in ("auto", "bf16") else None
-    return KNNMonitor(train_set.images[:ntr], train_set.labels[:ntr], test_set.images[:nte], test_set.labels[:nte],
-                      transform=normalizer(views[0].mean, views[0].std), k=min(cfg.knn_k, ntr),
-                      every=cfg.knn_every, device=device, autocast_dtype=amp, num_classes=len(train_set.classes))
+    return KNNMonitor(
+        train_set.images[:ntr],
+        train_set.labels[:ntr],
+        test_set.images[:nte],
+        test_set.labels[:nte],
+        transform=normalizer(views[0].mean, views[0].std),
+        k=min(cfg.knn_k, ntr),
+        every=cfg.knn_every,
+        device=device,
+        autocast_dtype=amp,
+        num_classes=len(train_set.classes),
+    )
 
 
 def _dump_yaml(d: dict) -> str:
     import yaml
 
-    return yaml.safe_dump({k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}, sort_keys=False)
+    return yaml.safe_dump(
+        {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}, sort_keys=False
+    )
 
 
 def model_from_checkpoint(path: str | os.PathLike, device="cpu") -> tuple[nn.Module, TrainConfig, dict]:

@@ -1,12 +1,38 @@
 """`sslfast bench epoch` harness: both paths run and the JSON records what was measured where."""
+
 import json
 
 from sslfast.cli import main as cli
 
 
 def test_bench_epoch_runs_and_labels_results(tmp_path, capsys):
-    assert cli(["bench", "epoch", "--methods", "vicreg", "--steps", "1", "--warmup", "0", "--batch-size", "8",
-                "--width", "4", "--proj", "32", "--subset", "32", "--workers", "0", "--out", str(tmp_path)]) == 0
+    assert (
+        cli(
+            [
+                "bench",
+                "epoch",
+                "--methods",
+                "vicreg",
+                "--steps",
+                "1",
+                "--warmup",
+                "0",
+                "--batch-size",
+                "8",
+                "--width",
+                "4",
+                "--proj",
+                "32",
+                "--subset",
+                "32",
+                "--workers",
+                "0",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     (path,) = tmp_path.glob("epoch-*.json")
     doc = json.loads(path.read_text())
     row = doc["results"]["vicreg"]

@@ -5,6 +5,7 @@ SyncBatchNorm needs CUDA, so the model here has no BatchNorm: a 1-block ViT back
 and BN-free heads. With BN, per-rank batch statistics would differ from the global ones
 unless ``--sync-bn`` is used on GPUs.
 """
+
 import datetime
 import tempfile
 
@@ -12,10 +13,10 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-
 from sslfast.data_pipelines import make_synthetic
-from sslfast.models import VisionTransformer
 from train_helpers import tiny_step
+
+from sslfast.models import VisionTransformer
 
 WORLD, B = 2, 8
 METHODS = ("vicreg", "mocov3")  # the library loss's gather_distributed; MoCo v3's own key gather + EMA
@@ -27,19 +28,32 @@ def _backbone():
 
 
 def _step(method, world_size=1, rank=0, wrap=None):
-    return tiny_step(method, backbone=_backbone(), dtype=torch.float64, world_size=world_size, rank=rank,
-                     wrap=wrap, proj_batch_norm=False, proj_last_bn=False)
+    return tiny_step(
+        method,
+        backbone=_backbone(),
+        dtype=torch.float64,
+        world_size=world_size,
+        rank=rank,
+        wrap=wrap,
+        proj_batch_norm=False,
+        proj_last_bn=False,
+    )
 
 
 def _worker(rank, init_file, results):
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD,
-                            timeout=datetime.timedelta(seconds=60))
+    dist.init_process_group(
+        "gloo",
+        init_method=f"file://{init_file}",
+        rank=rank,
+        world_size=WORLD,
+        timeout=datetime.timedelta(seconds=60),
+    )
     try:
         images = make_synthetic(WORLD * B, 10, 16, seed=4).images
         out = {}
         for method in METHODS:
             model, _, step = _step(method, WORLD, rank, wrap=torch.nn.parallel.DistributedDataParallel)
-            loss = step(images[rank * B:(rank + 1) * B])["loss"]
+            loss = step(images[rank * B : (rank + 1) * B])["loss"]
             out[method] = (loss, {k: v.clone() for k, v in model.state_dict().items()})
         results[rank] = out
     finally:
@@ -65,7 +79,9 @@ def test_distributed_step_equals_single_process(tmp_path):
             r_state = results[rank][method][1]
             moved = 0
             for k, v in single.items():
-                torch.testing.assert_close(r_state[k], v, rtol=1e-10, atol=1e-10, msg=f"{method} rank {rank}: {k}")
+                torch.testing.assert_close(
+                    r_state[k], v, rtol=1e-10, atol=1e-10, msg=f"{method} rank {rank}: {k}"
+                )
                 moved += not torch.equal(v, before[k])
             assert moved > len(single) // 2  # the step changed the parameters (and EMA copies)
 
@@ -76,8 +92,13 @@ def _failing_worker(rank, port, results):
 
     from sslfast.trainer import TrainConfig, _setup_distributed
 
-    os.environ.update(WORLD_SIZE=str(WORLD), RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
+    os.environ.update(
+        WORLD_SIZE=str(WORLD),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
     _setup_distributed(TrainConfig(device="cpu", dist_timeout_s=5))
     if rank == 1:
         os._exit(0)  # this rank dies without taking part in the next collective

@@ -1,12 +1,13 @@
 """Method definitions and SSLModel: every method runs a step, one pass per resolution, EMA, losses."""
+
 import pytest
 import torch
+from sslfast.data_pipelines import make_synthetic
+from train_helpers import tiny_spec, tiny_step
 
 import sslfast
-from sslfast.data_pipelines import make_synthetic
-from sslfast.methods import METHODS, SSLModel, get_method, momentum_tau, moco_v3_loss
+from sslfast.methods import METHODS, SSLModel, get_method, moco_v3_loss, momentum_tau
 from sslfast.models import build_backbone
-from train_helpers import tiny_spec, tiny_step
 
 INFONCE = {"simclr": "MultiCropInfoNCELoss", "mocov2": "NTXentLoss"}
 
@@ -55,8 +56,13 @@ def test_one_backbone_pass_per_resolution():
     model = SSLModel(tiny_spec("vicreg"), build_backbone("resnet18_cifar", width=4)).eval()
     calls = []
     model.backbone.register_forward_hook(lambda m, i, o: calls.append(tuple(i[0].shape)))
-    views = [torch.randn(4, 3, 16, 16), torch.randn(4, 3, 16, 16), torch.randn(4, 3, 8, 8),
-             torch.randn(4, 3, 16, 16), torch.randn(4, 3, 8, 8)]
+    views = [
+        torch.randn(4, 3, 16, 16),
+        torch.randn(4, 3, 16, 16),
+        torch.randn(4, 3, 8, 8),
+        torch.randn(4, 3, 16, 16),
+        torch.randn(4, 3, 8, 8),
+    ]
     z = model._grouped(model._online, views)
     assert calls == [(12, 3, 16, 16), (8, 3, 8, 8)]
     for v, zi in zip(views, z, strict=True):  # order preserved: equals a pass per view (eval-mode BN)

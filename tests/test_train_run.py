@@ -1,4 +1,5 @@
 """Trainer and CLIs: resume == uninterrupted, SIGKILL + --resume, kNN above chance, clear errors."""
+
 import json
 import os
 import signal
@@ -9,11 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from train_helpers import tiny_cfg
 
 from sslfast.checkpoint import CheckpointError, load_checkpoint
 from sslfast.cli import main as cli
 from sslfast.trainer import ConfigError, load_config, train
-from train_helpers import tiny_cfg
 
 CIFAR = Path(os.environ.get("SSLFAST_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
@@ -46,13 +47,46 @@ def test_resume_equals_uninterrupted(tmp_path, method):
 
 def test_sigkill_then_resume_completes(tmp_path):
     out = tmp_path / "run"
-    args = ["train", "--method", "vicreg", "--data", "synthetic", "--synthetic-size", "128", "--image-size", "16",
-            "--view-size", "16", "--width", "8", "--proj-hidden", "32", "--proj-out", "32", "--batch-size", "16",
-            "--epochs", "3", "--warmup-epochs", "0", "--log-every", "1", "--checkpoint-every", "1",
-            "--no-tensorboard", "--no-progress", "--out", str(out)]
+    args = [
+        "train",
+        "--method",
+        "vicreg",
+        "--data",
+        "synthetic",
+        "--synthetic-size",
+        "128",
+        "--image-size",
+        "16",
+        "--view-size",
+        "16",
+        "--width",
+        "8",
+        "--proj-hidden",
+        "32",
+        "--proj-out",
+        "32",
+        "--batch-size",
+        "16",
+        "--epochs",
+        "3",
+        "--warmup-epochs",
+        "0",
+        "--log-every",
+        "1",
+        "--checkpoint-every",
+        "1",
+        "--no-tensorboard",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
     env = {**os.environ, "TRITON_INTERPRET": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "sslfast.cli", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sslfast.cli", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     metrics = out / "metrics.jsonl"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
@@ -72,23 +106,55 @@ def test_sigkill_then_resume_completes(tmp_path):
     assert json.loads((out / "summary.json").read_text())["finished"] is True
 
 
-@pytest.mark.skipif(not (CIFAR / "cifar-10-batches-bin").is_dir(),
-                    reason=f"CIFAR-10 binary data not found at {CIFAR} (set SSLFAST_DATA)")
+@pytest.mark.skipif(
+    not (CIFAR / "cifar-10-batches-bin").is_dir(),
+    reason=f"CIFAR-10 binary data not found at {CIFAR} (set SSLFAST_DATA)",
+)
 def test_knn_above_chance_on_cifar_subset(tmp_path):
     # Chance is 10%; with 1000 test images its standard error is ~1%, so 15% is > 5 sigma above it.
     # (Runs this short barely move kNN beyond a random-init network's ~20%: this checks the monitor
     # wiring and that the features carry class information, not SSL progress.)
-    cfg = tiny_cfg(tmp_path, data="cifar10", data_root=str(CIFAR), subset=1024, view_size=None, image_size=32,
-                   batch_size=64, epochs=2, knn_every=1, knn_k=20, knn_train_size=1024, knn_test_size=1000,
-                   log_every=8)
+    cfg = tiny_cfg(
+        tmp_path,
+        data="cifar10",
+        data_root=str(CIFAR),
+        subset=1024,
+        view_size=None,
+        image_size=32,
+        batch_size=64,
+        epochs=2,
+        knn_every=1,
+        knn_k=20,
+        knn_train_size=1024,
+        knn_test_size=1000,
+        log_every=8,
+    )
     summary = train(cfg)
     recs = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     knn = [r["knn_top1"] for r in recs if "knn_top1" in r]
     assert len(knn) == 2 and summary["knn_top1"] == knn[-1]
     assert knn[-1] > 15.0, f"kNN top-1 {knn[-1]:.1f}% is not above chance (10%)"
     res_path = tmp_path / "eval.json"
-    assert cli(["eval", "--checkpoint", str(tmp_path / "run" / "checkpoint.pt"), "--probe", "knn", "--k", "20",
-                "--train-size", "1024", "--test-size", "1000", "--out", str(res_path)]) == 0
+    assert (
+        cli(
+            [
+                "eval",
+                "--checkpoint",
+                str(tmp_path / "run" / "checkpoint.pt"),
+                "--probe",
+                "knn",
+                "--k",
+                "20",
+                "--train-size",
+                "1024",
+                "--test-size",
+                "1000",
+                "--out",
+                str(res_path),
+            ]
+        )
+        == 0
+    )
     res = json.loads(res_path.read_text())
     assert res["method"] == "vicreg" and res["n_test"] == 1000
     assert res["top1"] == pytest.approx(knn[-1], abs=1e-6)  # same features, same kNN as the monitor
@@ -96,8 +162,20 @@ def test_knn_above_chance_on_cifar_subset(tmp_path):
 
 def test_eval_cli_linear_probe(tmp_path, capsys):
     train(tiny_cfg(tmp_path, synthetic_size=64, epochs=1))
-    assert cli(["eval", "--checkpoint", str(tmp_path / "run" / "checkpoint.pt"), "--probe", "linear",
-                "--epochs", "10"]) == 0
+    assert (
+        cli(
+            [
+                "eval",
+                "--checkpoint",
+                str(tmp_path / "run" / "checkpoint.pt"),
+                "--probe",
+                "linear",
+                "--epochs",
+                "10",
+            ]
+        )
+        == 0
+    )
     res = json.loads(capsys.readouterr().out)
     assert 0.0 <= res["top1"] <= 100.0 and res["probe"] == "linear" and res["step"] == 4
 
@@ -129,8 +207,20 @@ def test_bad_config_and_missing_data(tmp_path, capsys):
         load_config(None, method="simclrr")
     with pytest.raises(ConfigError, match="larger than the training set"):
         train(tiny_cfg(tmp_path, synthetic_size=8))
-    assert cli(["train", "--data", "cifar10", "--data-root", str(tmp_path / "nowhere"), "--out",
-                str(tmp_path / "r2")]) == 2
+    assert (
+        cli(
+            [
+                "train",
+                "--data",
+                "cifar10",
+                "--data-root",
+                str(tmp_path / "nowhere"),
+                "--out",
+                str(tmp_path / "r2"),
+            ]
+        )
+        == 2
+    )
     assert "cifar-10" in capsys.readouterr().err.lower()
     assert cli(["train", "--data", str(tmp_path / "no_folder"), "--out", str(tmp_path / "r3")]) == 2
     assert "existing image folder" in capsys.readouterr().err

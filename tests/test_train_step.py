@@ -1,13 +1,14 @@
 """make_train_step: loss decreases, compiled == eager, reproducible views, distributed view slicing."""
+
 import os
 import time
 
 import pytest
 import torch
-
 from sslfast.data_pipelines import make_synthetic
-from sslfast.train_step import make_train_step
 from train_helpers import tiny_step
+
+from sslfast.train_step import make_train_step
 
 
 def test_loss_decreases():
@@ -20,7 +21,7 @@ def test_loss_decreases():
         before = float(model(fixed))
     for _epoch in range(5):
         for i in range(0, 64, 16):
-            step(data[i:i + 16])
+            step(data[i : i + 16])
     with torch.no_grad():
         after = float(model(fixed))
     assert after < 0.95 * before, f"VICReg loss on fixed views went {before:.3f} -> {after:.3f}"
@@ -42,9 +43,9 @@ def test_distributed_views_equal_single_process_views():
     full = single.make_views(data, step=3)
     for r in range(2):
         _, _, part = tiny_step("vicreg", world_size=2, rank=r)
-        views = part.make_views(data[r * 8:(r + 1) * 8], step=3)
+        views = part.make_views(data[r * 8 : (r + 1) * 8], step=3)
         for v, f in zip(views, full, strict=True):
-            torch.testing.assert_close(v, f[r * 8:(r + 1) * 8], rtol=0, atol=0)
+            torch.testing.assert_close(v, f[r * 8 : (r + 1) * 8], rtol=0, atol=0)
 
 
 def _run(compile, steps=3):
@@ -66,9 +67,11 @@ def test_compiled_step_equals_eager_graph_capture():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not torch.cuda.is_available() and os.environ.get("SSLFAST_INDUCTOR_TESTS") != "1",
-                    reason="inductor codegen of the step takes ~2 min on a 2-core CPU: runs on CUDA, "
-                           "or on CPU with SSLFAST_INDUCTOR_TESTS=1")
+@pytest.mark.skipif(
+    not torch.cuda.is_available() and os.environ.get("SSLFAST_INDUCTOR_TESTS") != "1",
+    reason="inductor codegen of the step takes ~2 min on a 2-core CPU: runs on CUDA, "
+    "or on CPU with SSLFAST_INDUCTOR_TESTS=1",
+)
 def test_compiled_step_equals_eager_inductor():
     # inductor codegen on CPU (one forward + one backward graph): fp32 reassociation tolerances
     torch._dynamo.reset()

@@ -15,6 +15,7 @@ On a CPU the numbers are only evidence that the harness runs: the targets (<= 1.
 epoch and >= 15x the reference on one H100) are GPU targets, and the JSON records which device
 measured them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,17 +63,28 @@ def _model(method: str, width: int, proj: int | None, backend: str, device):
         over = dict(proj_hidden=(proj,) * len(get_method(method).proj_hidden), proj_out=proj)
     spec = get_method(method, **over)
     model = build_model(spec, "resnet18_cifar", backbone_kwargs=dict(width=width), backend=backend).to(device)
-    opt = build_optimizer(spec.optimizer, model, torch.tensor(spec.lr, device=device), spec.weight_decay,
-                          eta=spec.eta, clip_lr=spec.clip_lr)
+    opt = build_optimizer(
+        spec.optimizer,
+        model,
+        torch.tensor(spec.lr, device=device),
+        spec.weight_decay,
+        eta=spec.eta,
+        clip_lr=spec.clip_lr,
+    )
     return spec, model, opt
 
 
 def _result(seconds: float, steps: int, batch: int) -> dict:
     per_step = seconds / steps
     steps_per_epoch = EPOCH_IMAGES // batch
-    return {"timed_steps": steps, "seconds": seconds, "step_ms": per_step * 1e3,
-            "images_per_s": batch / per_step, "seconds_per_epoch": per_step * steps_per_epoch,
-            "steps_per_epoch": steps_per_epoch}
+    return {
+        "timed_steps": steps,
+        "seconds": seconds,
+        "step_ms": per_step * 1e3,
+        "images_per_s": batch / per_step,
+        "seconds_per_epoch": per_step * steps_per_epoch,
+        "steps_per_epoch": steps_per_epoch,
+    }
 
 
 def bench_ours(method, ds, args, device) -> dict:
@@ -82,8 +94,9 @@ def bench_ours(method, ds, args, device) -> dict:
     spec, model, opt = _model(method, args.width, args.proj, "auto", device)
     views = preset(spec.views, "cifar10")
     compile_ = args.compile if args.compile is not None else device.type == "cuda"
-    step = make_train_step(model, opt, views=views, schedule=lambda s: spec.lr, compile=compile_,
-                           mode=args.compile_mode)
+    step = make_train_step(
+        model, opt, views=views, schedule=lambda s: spec.lr, compile=compile_, mode=args.compile_mode
+    )
     images = ds.images.to(device)
     gen = torch.Generator(device="cpu").manual_seed(0)
     b = args.batch_size
@@ -93,7 +106,7 @@ def bench_ours(method, ds, args, device) -> dict:
         out = None
         for i in range(n):
             s = (i * b) % (len(images) - b + 1)
-            out = step(images[order[s:s + b]])
+            out = step(images[order[s : s + b]])
         return out
 
     t0 = time.perf_counter()
@@ -104,8 +117,14 @@ def bench_ours(method, ds, args, device) -> dict:
     out = run(args.steps)
     sync(device)
     res = _result(time.perf_counter() - t0, args.steps, b)
-    res.update(warmup_s=warm, compiled=compile_, compile_mode=args.compile_mode,
-               amp=str(step.amp_dtype), channels_last=step.channels_last, final_loss=float(out["loss"]))
+    res.update(
+        warmup_s=warm,
+        compiled=compile_,
+        compile_mode=args.compile_mode,
+        amp=str(step.amp_dtype),
+        channels_last=step.channels_last,
+        final_loss=float(out["loss"]),
+    )
     return res
 
 
@@ -121,10 +140,15 @@ def bench_reference(method, ds, args, device) -> dict:
 
     spec, model, opt = _model(method, args.width, args.proj, "reference", device)
     views = preset(spec.views, "cifar10")
-    loader = torch.utils.data.DataLoader(PILViewDataset(ds.images, ds.labels, views), batch_size=args.batch_size,
-                                         shuffle=True, num_workers=args.workers, drop_last=True,
-                                         persistent_workers=args.workers > 0,
-                                         pin_memory=device.type == "cuda")
+    loader = torch.utils.data.DataLoader(
+        PILViewDataset(ds.images, ds.labels, views),
+        batch_size=args.batch_size,
+        shuffle=True,
+        num_workers=args.workers,
+        drop_last=True,
+        persistent_workers=args.workers > 0,
+        pin_memory=device.type == "cuda",
+    )
     it = iter(loader)
 
     def run(n):
@@ -150,16 +174,23 @@ def bench_reference(method, ds, args, device) -> dict:
     loss = run(args.steps)
     sync(device)
     res = _result(time.perf_counter() - t0, args.steps, args.batch_size)
-    res.update(warmup_s=warm, workers=args.workers, compiled=False, amp="fp32", channels_last=False,
-               final_loss=float(loss.detach()))
+    res.update(
+        warmup_s=warm,
+        workers=args.workers,
+        compiled=False,
+        amp="fp32",
+        channels_last=False,
+        final_loss=float(loss.detach()),
+    )
     if getattr(it, "_shutdown_workers", None):
         it._shutdown_workers()
     return res
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="sslfast bench epoch", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="sslfast bench epoch", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--quick", action="store_true", help="tiny width and subset: well under a minute on a CPU")
     p.add_argument("--methods", default="vicreg,simclr")
     p.add_argument("--paths", default="ours,reference", help="comma list from ours,reference")
@@ -170,8 +201,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--proj", type=int, default=None, help="projector width override (quick 256)")
     p.add_argument("--subset", type=int, default=None, help="images loaded (default all, quick 1024)")
     p.add_argument("--workers", type=int, default=os.cpu_count(), help="reference DataLoader workers")
-    p.add_argument("--compile", dest="compile", action=argparse.BooleanOptionalAction, default=None,
-                   help="compile our step (default: on with CUDA)")
+    p.add_argument(
+        "--compile",
+        dest="compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="compile our step (default: on with CUDA)",
+    )
     p.add_argument("--compile-mode", default=None, help="e.g. max-autotune-no-cudagraphs, reduce-overhead")
     p.add_argument("--data-root", default=None)
     p.add_argument("--device", default=None)
@@ -204,26 +240,53 @@ def main(argv: list[str] | None = None) -> int:
         for path in paths:
             r = row[path]
             if "images_per_s" in r:
-                print(f"{method:8s} {path:9s} {r['images_per_s']:10.1f} img/s  {r['seconds_per_epoch']:9.1f} s/epoch"
-                      f"  (step {r['step_ms']:.1f} ms, warm-up {r['warmup_s']:.1f} s)")
+                print(
+                    f"{method:8s} {path:9s} {r['images_per_s']:10.1f} img/s  "
+                    f"{r['seconds_per_epoch']:9.1f} s/epoch"
+                    f"  (step {r['step_ms']:.1f} ms, warm-up {r['warmup_s']:.1f} s)"
+                )
             else:
                 print(f"{method:8s} {path:9s} skipped: {r['skipped']}")
         if "speedup" in row:
             print(f"{method:8s} speedup   {row['speedup']:.2f}x")
     on_gpu = device.type == "cuda"
     payload = {
-        "data": data_label, "images_loaded": len(ds), "epoch_images": EPOCH_IMAGES,
-        "evidence": "GPU measurement" if on_gpu else "CPU run: evidence that the harness works, not a speed claim",
-        "config": {"quick": q, "steps": args.steps, "warmup": args.warmup, "batch_size": args.batch_size,
-                   "backbone": "resnet18_cifar", "width": args.width, "proj": args.proj, "workers": args.workers,
-                   "compile_mode": args.compile_mode, "device": str(device)},
+        "data": data_label,
+        "images_loaded": len(ds),
+        "epoch_images": EPOCH_IMAGES,
+        "evidence": "GPU measurement"
+        if on_gpu
+        else "CPU run: evidence that the harness works, not a speed claim",
+        "config": {
+            "quick": q,
+            "steps": args.steps,
+            "warmup": args.warmup,
+            "batch_size": args.batch_size,
+            "backbone": "resnet18_cifar",
+            "width": args.width,
+            "proj": args.proj,
+            "workers": args.workers,
+            "compile_mode": args.compile_mode,
+            "device": str(device),
+        },
         # a shared machine's load skews CPU timings: record it next to them
         "load_average_1_5_15": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "results": results,
-        "targets": {"epoch_s_max_2view": TARGET_EPOCH_S, "speedup_min": TARGET_SPEEDUP, "measured_on_gpu": on_gpu,
-                    "met": {m: {"epoch_s": r["ours"]["seconds_per_epoch"] <= TARGET_EPOCH_S,
-                                "speedup": r["speedup"] >= TARGET_SPEEDUP}
-                            for m, r in results.items() if "speedup" in r} if on_gpu else None},
+        "targets": {
+            "epoch_s_max_2view": TARGET_EPOCH_S,
+            "speedup_min": TARGET_SPEEDUP,
+            "measured_on_gpu": on_gpu,
+            "met": {
+                m: {
+                    "epoch_s": r["ours"]["seconds_per_epoch"] <= TARGET_EPOCH_S,
+                    "speedup": r["speedup"] >= TARGET_SPEEDUP,
+                }
+                for m, r in results.items()
+                if "speedup" in r
+            }
+            if on_gpu
+            else None,
+        },
     }
     path = write_results("epoch", payload, out_dir=args.out, device=device)
     print(f"wrote {path}")
