@@ -32,8 +32,8 @@ def offdiag_self(zc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     if use_gram(n, d):
         z64 = zc.double()
         g = z64 @ z64.T
-        s = torch.linalg.vector_norm(z64, dim=0).square()  # Σ_n zc², without an N×D temporary
-        off = (g.square().sum() - s.square().sum()).clamp_min(0)
+        s = (z64 * z64).sum(0)  # exact squares: Σ s² must match ‖G‖² to ~1e-12 before the subtraction
+        off = (torch.dot(g.view(-1), g.view(-1)) - torch.dot(s, s)).clamp_min(0)
         return off, g.to(zc.dtype) @ zc, s.to(zc.dtype)
     c = zc.T @ zc
     c.diagonal().zero_()

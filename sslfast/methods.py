@@ -311,12 +311,6 @@ class SSLModel(nn.Module):
         import sslfast
 
         spec, kw = self.spec, dict(self.spec.loss_kwargs)
-        needs = {"multicrop_infonce": "MultiCropInfoNCELoss", "moco_v2": "NTXentLoss"}.get(spec.kind)
-        if needs and not hasattr(sslfast, needs):
-            raise ImportError(
-                f"method {spec.name!r} needs sslfast.{needs} (the InfoNCE family, issue 3), "
-                "which this build of sslfast does not have"
-            )
         if spec.name == "vicreg":
             return sslfast.VICRegLoss(**kw, gather_distributed=gather, backend=backend)
         if spec.name == "barlow_twins":

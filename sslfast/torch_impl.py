@@ -26,7 +26,8 @@ def vicreg_fwd_torch(z_a, z_b, lambda_param: float, mu_param: float, nu_param: f
     za, zb = z_a.to(acc), z_b.to(acc)
     n, d = za.shape
     diff = za - zb
-    loss = lambda_param * diff.square().mean()
+    flat = diff.view(-1)
+    loss = (lambda_param / (n * d)) * torch.dot(flat, flat)  # one pass, no temporary
     cov_coef = nu_param / (d * (n - 1) ** 2)
     grads = []
     for z in (za, zb):
@@ -36,11 +37,13 @@ def vicreg_fwd_torch(z_a, z_b, lambda_param: float, mu_param: float, nu_param: f
         std = torch.sqrt(sq / (n - 1) + eps)
         loss = loss + 0.5 * mu_param * torch.relu(1 - std).mean() + cov_coef * off.to(acc)
         if compute_grad:
-            # in place on m (a fresh GEMM output): 4ν/(D(N−1)²)·Zc·Off(C) + var term
+            # 4ν/(D(N−1)²)·Zc·Off(C) + var term, in place on m (a fresh GEMM output), one pass:
+            # k·(m − zc·s) + zc·v = k·m + zc·(v − k·s) on the Gram route
+            k = 4 * cov_coef
+            per_col = torch.where(std < 1, -0.5 * mu_param / (d * (n - 1) * std), 0.0)
             if s is not None:
-                m.addcmul_(zc, s, value=-1)
-            var_coef = torch.where(std < 1, -0.5 * mu_param / (d * (n - 1) * std), 0.0)
-            grads.append(m.mul_(4 * cov_coef).addcmul_(zc, var_coef))
+                per_col = per_col - k * s
+            grads.append(m.mul_(k).addcmul_(zc, per_col))
     if not compute_grad:
         return (loss, *_empty_grads(z_a, z_b))
     inv_coef = 2 * lambda_param / (n * d)
