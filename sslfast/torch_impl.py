@@ -26,7 +26,7 @@ def vicreg_fwd_torch(z_a, z_b, lambda_param: float, mu_param: float, nu_param: f
     za, zb = z_a.to(acc), z_b.to(acc)
     n, d = za.shape
     diff = za - zb
-    flat = diff.view(-1)
+    flat = diff.reshape(-1)
     loss = (lambda_param / (n * d)) * torch.dot(flat, flat)  # one pass, no temporary
     cov_coef = nu_param / (d * (n - 1) ** 2)
     grads = []

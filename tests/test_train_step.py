@@ -12,9 +12,11 @@ from sslfast.train_step import make_train_step
 
 
 def test_loss_decreases():
-    # VICReg's CIFAR recipe (LARS); the loss is measured on fixed held-out views, free of the
-    # augmentation noise of the per-step training losses
-    model, _, step = tiny_step("vicreg", lr=0.3)
+    # VICReg with LARS; the loss is measured on fixed held-out views, free of the augmentation
+    # noise of the per-step training losses. At the CIFAR recipe's lr 0.3 with batch 16 that loss
+    # bounces: a 1e-7 relative perturbation of the gradients moved the 20-step ratio anywhere in
+    # 0.90-0.97. At lr 0.05 it stayed in 0.85-0.89 under the same perturbations.
+    model, _, step = tiny_step("vicreg", lr=0.05)
     data = make_synthetic(64, 10, 16, seed=3).images
     fixed = step.make_views(data, step=10_000)
     with torch.no_grad():
