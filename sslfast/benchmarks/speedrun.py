@@ -358,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe", action="append", choices=sorted(RECIPES),
                         help="recipes to run (repeatable; default: emp_ssl and emp_ssl_reference)")
-    parser.add_argument("--seeds", type=int, default=3, help="timed runs per recipe (after one warm-up)")
+    parser.add_argument("--seeds", type=int, default=None, help="timed runs per recipe after one warm-up (default 3; quick 1)")
     parser.add_argument("--data", default="cifar10", choices=["cifar10", "synthetic"])
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--subset", type=int, default=None, help="train on the first n images")
@@ -388,8 +388,10 @@ def main(argv: list[str] | None = None) -> int:
         args.epochs, args.batch_size = args.epochs or 2, args.batch_size or 64
         args.width, args.num_views = args.width or 8, args.num_views or 4
         args.proj_hidden, args.proj_out = args.proj_hidden or [64], args.proj_out or 32
-        args.seeds, args.warmup_steps, args.knn_train, args.probe_epochs = 1, 2, 512, 30
+        args.seeds = args.seeds or 1
+        args.warmup_steps, args.knn_train, args.probe_epochs = 2, 512, 30
 
+    args.seeds = args.seeds or 3
     device = torch.device(args.device)
     train, test, data_label = load_data(args.data, args.data_root, args.subset, args.test_subset)
     train_dev, test_dev = train.to(device), test.to(device)
