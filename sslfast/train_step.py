@@ -168,25 +168,10 @@ class TrainStep:
         return self.run_views(self.make_views(batch))
 
 
-def make_train_step(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    *,
-    views: Sequence,
-    schedule,
-    compile: bool | str = True,
-    mode: str | None = None,
-    fullgraph: bool = True,
-    amp_dtype: torch.dtype | str | None = "auto",
-    channels_last: bool | str = "auto",
-    cuda_graphs: bool = False,
-    ema: Callable[[int], float] | None = None,
-    seed: int = 0,
-    augment_backend: str = "auto",
-    world_size: int = 1,
-    rank: int = 0,
-) -> TrainStep:
+def make_train_step(model: nn.Module, optimizer: torch.optim.Optimizer, **options) -> TrainStep:
     """``step(batch_uint8) -> {"loss": device tensor}`` for an ``SSLModel`` (or its DDP wrapper).
+
+    ``options`` are ``TrainStep``'s keywords, with ``compile=True`` by default.
 
     views: the ``ViewSpec`` list (``data_pipelines.preset``). schedule: ``step -> lr`` (e.g. a
     ``functools.partial`` of ``optim.warmup_cosine``), applied before each optimizer step.
@@ -196,20 +181,5 @@ def make_train_step(
     capture with inductor's CUDA-graph trees (``mode="reduce-overhead"``). ema: ``step -> tau``
     for the momentum encoder (``methods.momentum_tau``), None for methods without one.
     """
-    return TrainStep(
-        model,
-        optimizer,
-        views=views,
-        schedule=schedule,
-        compile=compile,
-        mode=mode,
-        fullgraph=fullgraph,
-        amp_dtype=amp_dtype,
-        channels_last=channels_last,
-        cuda_graphs=cuda_graphs,
-        ema=ema,
-        seed=seed,
-        augment_backend=augment_backend,
-        world_size=world_size,
-        rank=rank,
-    )
+    options.setdefault("compile", True)
+    return TrainStep(model, optimizer, **options)

@@ -74,7 +74,16 @@ def _model(method: str, width: int, proj: int | None, backend: str, device):
     return spec, model, opt
 
 
-def _result(seconds: float, steps: int, batch: int) -> dict:
+def _timed(run, steps: int, warmup: int, batch: int, device) -> tuple[dict, object]:
+    """Run ``warmup`` untimed steps, then ``steps`` timed ones; per-step and extrapolated epoch figures."""
+    t0 = time.perf_counter()
+    run(warmup)
+    sync(device)
+    warm = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    out = run(steps)
+    sync(device)
+    seconds = time.perf_counter() - t0
     per_step = seconds / steps
     steps_per_epoch = EPOCH_IMAGES // batch
     return {
@@ -84,7 +93,8 @@ def _result(seconds: float, steps: int, batch: int) -> dict:
         "images_per_s": batch / per_step,
         "seconds_per_epoch": per_step * steps_per_epoch,
         "steps_per_epoch": steps_per_epoch,
-    }
+        "warmup_s": warm,
+    }, out
 
 
 def bench_ours(method, ds, args, device) -> dict:
@@ -109,16 +119,8 @@ def bench_ours(method, ds, args, device) -> dict:
             out = step(images[order[s : s + b]])
         return out
 
-    t0 = time.perf_counter()
-    run(args.warmup)
-    sync(device)
-    warm = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    out = run(args.steps)
-    sync(device)
-    res = _result(time.perf_counter() - t0, args.steps, b)
+    res, out = _timed(run, args.steps, args.warmup, b, device)
     res.update(
-        warmup_s=warm,
         compiled=compile_,
         compile_mode=args.compile_mode,
         amp=str(step.amp_dtype),
@@ -166,16 +168,8 @@ def bench_reference(method, ds, args, device) -> dict:
             opt.step()
         return loss
 
-    t0 = time.perf_counter()
-    run(args.warmup)
-    sync(device)
-    warm = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    loss = run(args.steps)
-    sync(device)
-    res = _result(time.perf_counter() - t0, args.steps, args.batch_size)
+    res, loss = _timed(run, args.steps, args.warmup, args.batch_size, device)
     res.update(
-        warmup_s=warm,
         workers=args.workers,
         compiled=False,
         amp="fp32",
