@@ -17,6 +17,7 @@ between ops that PIL pipelines do:
 - blur: separable Gaussian, window ``spec.kernel_size``, reflect padding (torchvision).
 - solarize: ``where(x >= threshold, 1 - x, x)``; normalise: ``(x - mean) / std``.
 """
+
 from __future__ import annotations
 
 import torch
@@ -30,7 +31,9 @@ GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # torchvision _rgb_to_grayscale (ITU-R 60
 
 def check_images(images, name: str = "images") -> torch.Tensor:
     if not isinstance(images, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape (N, 3, H, W) and dtype uint8, got {type(images).__name__}")
+        raise TypeError(
+            f"{name} must be a torch.Tensor of shape (N, 3, H, W) and dtype uint8, got {type(images).__name__}"
+        )
     if images.dtype != torch.uint8:
         raise TypeError(f"{name} must have dtype torch.uint8 (raw pixels 0-255), got {images.dtype}")
     if images.dim() != 4 or images.shape[1] != 3:
@@ -229,8 +232,9 @@ def finish(x: torch.Tensor, spec: ViewSpec, params: ViewParams, out_dtype: torch
     return x.to(dtype=out_dtype, memory_format=torch.channels_last)
 
 
-def apply_views_torch(images: torch.Tensor, spec: ViewSpec, params: ViewParams,
-                      out_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def apply_views_torch(
+    images: torch.Tensor, spec: ViewSpec, params: ViewParams, out_dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """One view of ``spec`` for every sample of ``params`` (sample k uses image k % N).
 
     Returns (n, 3, size, size) in ``out_dtype``, normalised, channels_last.

@@ -25,6 +25,7 @@ MoCo (He et al. 2020, arXiv:1911.05722; lightly's NTXentLoss with a memory bank)
 u0_i, logits [⟨u0_i, u1_i⟩, u0_i·bankᵀ]/T, label 0. ``_moco_fwd_kernel`` streams the bank tiles
 for B queries; the bank is constant, so the whole gradient comes out of that one pass.
 """
+
 from __future__ import annotations
 
 import torch
@@ -61,8 +62,7 @@ def _precision(dtype: torch.dtype) -> str:
 
 
 @triton.jit
-def _normalize_rows_kernel(x_ptr, u_ptr, norm_ptr, N, D, stride_x, eps,
-                           BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+def _normalize_rows_kernel(x_ptr, u_ptr, norm_ptr, N, D, stride_x, eps, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
     ACC = u_ptr.dtype.element_ty
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     rmask = rows < N
@@ -83,9 +83,23 @@ def _normalize_rows_kernel(x_ptr, u_ptr, norm_ptr, N, D, stride_x, eps,
 
 
 @triton.jit
-def _online_keys(q, k_ptr, NK, D, stride_k, qrow, inv_t, m, l, acc,
-                 EXCLUDE_SELF: tl.constexpr, COMPUTE_GRAD: tl.constexpr, PRECISION: tl.constexpr,
-                 BN: tl.constexpr, DP: tl.constexpr):
+def _online_keys(
+    q,
+    k_ptr,
+    NK,
+    D,
+    stride_k,
+    qrow,
+    inv_t,
+    m,
+    l,
+    acc,
+    EXCLUDE_SELF: tl.constexpr,
+    COMPUTE_GRAD: tl.constexpr,
+    PRECISION: tl.constexpr,
+    BN: tl.constexpr,
+    DP: tl.constexpr,
+):
     """Stream key tiles: running max m, running Σ exp(s − m) l, running Σ exp(s − m)·k acc."""
     ACC = q.dtype
     cols = tl.arange(0, DP)
@@ -110,9 +124,23 @@ def _online_keys(q, k_ptr, NK, D, stride_k, qrow, inv_t, m, l, acc,
 
 
 @triton.jit
-def _multicrop_fwd_kernel(u_ptr, c_ptr, stats_ptr, dq_ptr, V, Bg, Bq, b0, D, inv_t,
-                          COMPUTE_GRAD: tl.constexpr, PRECISION: tl.constexpr,
-                          BM: tl.constexpr, BN: tl.constexpr, DP: tl.constexpr):
+def _multicrop_fwd_kernel(
+    u_ptr,
+    c_ptr,
+    stats_ptr,
+    dq_ptr,
+    V,
+    Bg,
+    Bq,
+    b0,
+    D,
+    inv_t,
+    COMPUTE_GRAD: tl.constexpr,
+    PRECISION: tl.constexpr,
+    BM: tl.constexpr,
+    BN: tl.constexpr,
+    DP: tl.constexpr,
+):
     ACC = u_ptr.dtype.element_ty
     nq = V * Bq
     qi = tl.program_id(0) * BM + tl.arange(0, BM)  # local query index: view-major, as (V, B_q)
@@ -127,16 +155,16 @@ def _multicrop_fwd_kernel(u_ptr, c_ptr, stats_ptr, dq_ptr, V, Bg, Bq, b0, D, inv
     m = tl.full([BM], NEG_BIG, ACC)
     l = tl.zeros([BM], ACC)
     acc = tl.zeros([BM, DP], ACC)
-    m, l, acc = _online_keys(q, u_ptr, V * Bg, D, D, qrow, inv_t, m, l, acc,
-                             True, COMPUTE_GRAD, PRECISION, BN, DP)
+    m, l, acc = _online_keys(q, u_ptr, V * Bg, D, D, qrow, inv_t, m, l, acc, True, COMPUTE_GRAD, PRECISION, BN, DP)
     lse_all = m + tl.log(tl.where(rmask, l, 1.0))  # padded rows: no log(0) warnings
     # Positives: the same image in the other views, found by index.
     mp = tl.full([BM], NEG_BIG, ACC)
     lp = tl.zeros([BM], ACC)
     for v in range(0, V):
         pmask = rmask & (view != v)
-        up = tl.load(u_ptr + (v * Bg + gb)[:, None] * D + cols[None, :], mask=pmask[:, None] & dmask[None, :],
-                     other=0.0)
+        up = tl.load(
+            u_ptr + (v * Bg + gb)[:, None] * D + cols[None, :], mask=pmask[:, None] & dmask[None, :], other=0.0
+        )
         sp = tl.where(pmask, tl.sum(q * up, 1) * inv_t, float("-inf"))
         mp_new = tl.maximum(mp, sp)
         lp = lp * tl.exp(mp - mp_new) + tl.exp(sp - mp_new)
@@ -148,8 +176,9 @@ def _multicrop_fwd_kernel(u_ptr, c_ptr, stats_ptr, dq_ptr, V, Bg, Bq, b0, D, inv
         g = acc / tl.where(rmask, l, 1.0)[:, None]  # Σ_j P_ij u_j
         for v in range(0, V):
             pmask = rmask & (view != v)
-            up = tl.load(u_ptr + (v * Bg + gb)[:, None] * D + cols[None, :], mask=pmask[:, None] & dmask[None, :],
-                         other=0.0)
+            up = tl.load(
+                u_ptr + (v * Bg + gb)[:, None] * D + cols[None, :], mask=pmask[:, None] & dmask[None, :], other=0.0
+            )
             w = tl.exp(tl.where(pmask, tl.sum(q * up, 1) * inv_t - lse_pos, float("-inf")))
             g -= w[:, None] * up
         c = tl.load(c_ptr + qi, mask=rmask, other=0.0)
@@ -157,8 +186,25 @@ def _multicrop_fwd_kernel(u_ptr, c_ptr, stats_ptr, dq_ptr, V, Bg, Bq, b0, D, inv
 
 
 @triton.jit
-def _multicrop_key_grad_kernel(u_ptr, norm_ptr, c_ptr, stats_ptr, dq_ptr, g_ptr, V, Bg, Bq, b0, D, inv_t, eps,
-                               PRECISION: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, DP: tl.constexpr):
+def _multicrop_key_grad_kernel(
+    u_ptr,
+    norm_ptr,
+    c_ptr,
+    stats_ptr,
+    dq_ptr,
+    g_ptr,
+    V,
+    Bg,
+    Bq,
+    b0,
+    D,
+    inv_t,
+    eps,
+    PRECISION: tl.constexpr,
+    BM: tl.constexpr,
+    BN: tl.constexpr,
+    DP: tl.constexpr,
+):
     ACC = u_ptr.dtype.element_ty
     ng = V * Bg
     nq = V * Bq
@@ -187,8 +233,9 @@ def _multicrop_key_grad_kernel(u_ptr, norm_ptr, c_ptr, stats_ptr, dq_ptr, g_ptr,
     for v in range(0, V):
         pmask = local & (kview != v)
         qi = v * Bq + (kb - b0)
-        uq = tl.load(u_ptr + (v * Bg + kb)[:, None] * D + cols[None, :], mask=pmask[:, None] & dmask[None, :],
-                     other=0.0)
+        uq = tl.load(
+            u_ptr + (v * Bg + kb)[:, None] * D + cols[None, :], mask=pmask[:, None] & dmask[None, :], other=0.0
+        )
         lse_pos = tl.load(stats_ptr + nq + qi, mask=pmask, other=0.0)
         c = tl.load(c_ptr + qi, mask=pmask, other=0.0)
         w = c * tl.exp(tl.where(pmask, tl.sum(k * uq, 1) * inv_t - lse_pos, float("-inf")))
@@ -204,9 +251,25 @@ def _multicrop_key_grad_kernel(u_ptr, norm_ptr, c_ptr, stats_ptr, dq_ptr, g_ptr,
 
 
 @triton.jit
-def _moco_fwd_kernel(u_ptr, norm_ptr, bank_ptr, stats_ptr, g_ptr, B, K, D, stride_bank, inv_t, c, eps,
-                     COMPUTE_GRAD: tl.constexpr, PRECISION: tl.constexpr,
-                     BM: tl.constexpr, BN: tl.constexpr, DP: tl.constexpr):
+def _moco_fwd_kernel(
+    u_ptr,
+    norm_ptr,
+    bank_ptr,
+    stats_ptr,
+    g_ptr,
+    B,
+    K,
+    D,
+    stride_bank,
+    inv_t,
+    c,
+    eps,
+    COMPUTE_GRAD: tl.constexpr,
+    PRECISION: tl.constexpr,
+    BM: tl.constexpr,
+    BN: tl.constexpr,
+    DP: tl.constexpr,
+):
     ACC = u_ptr.dtype.element_ty
     rows = tl.program_id(0) * BM + tl.arange(0, BM)
     rmask = rows < B
@@ -218,8 +281,9 @@ def _moco_fwd_kernel(u_ptr, norm_ptr, bank_ptr, stats_ptr, g_ptr, B, K, D, strid
     m = tl.full([BM], NEG_BIG, ACC)
     l = tl.zeros([BM], ACC)
     acc = tl.zeros([BM, DP], ACC)
-    m, l, acc = _online_keys(q, bank_ptr, K, D, stride_bank, rows, inv_t, m, l, acc,
-                             False, COMPUTE_GRAD, PRECISION, BN, DP)
+    m, l, acc = _online_keys(
+        q, bank_ptr, K, D, stride_bank, rows, inv_t, m, l, acc, False, COMPUTE_GRAD, PRECISION, BN, DP
+    )
     sp = tl.sum(q * kp, 1) * inv_t
     m_t = tl.maximum(m, sp)
     scale = tl.exp(m - m_t)
@@ -247,8 +311,9 @@ def _normalize(x: torch.Tensor, acc: torch.dtype) -> tuple[torch.Tensor, torch.T
     n, d = x.shape
     u = torch.empty((n, d), device=x.device, dtype=acc)
     norm = torch.empty((n,), device=x.device, dtype=acc)
-    launch(_normalize_rows_kernel)[(cdiv(n, NORM_BLOCK_N),)](x, u, norm, n, d, x.stride(0), NORM_EPS,
-                                                             BLOCK_N=NORM_BLOCK_N, BLOCK_D=NORM_BLOCK_D)
+    launch(_normalize_rows_kernel)[(cdiv(n, NORM_BLOCK_N),)](
+        x, u, norm, n, d, x.stride(0), NORM_EPS, BLOCK_N=NORM_BLOCK_N, BLOCK_D=NORM_BLOCK_D
+    )
     return u, norm
 
 
@@ -262,8 +327,9 @@ def _multicrop_infonce_fake(z, row_scale, temperature, q_start, q_count, compute
 
 
 @kernel_op("multicrop_infonce_fwd", fake=_multicrop_infonce_fake)
-def multicrop_infonce_fwd(z: torch.Tensor, row_scale: torch.Tensor, temperature: float, q_start: int, q_count: int,
-                          compute_grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def multicrop_infonce_fwd(
+    z: torch.Tensor, row_scale: torch.Tensor, temperature: float, q_start: int, q_count: int, compute_grad: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Multi-crop InfoNCE loss and (if ``compute_grad``) dL/dz; contract of ``multicrop_infonce_fwd_torch``.
 
     ``z`` (V, B_g, D): every view of the (gathered) batch, all rows are keys. Queries are the
@@ -281,16 +347,46 @@ def multicrop_infonce_fwd(z: torch.Tensor, row_scale: torch.Tensor, temperature:
     inv_t = 1.0 / temperature
     prec = _precision(z.dtype)
     launch(_multicrop_fwd_kernel)[(cdiv(nq, bm),)](
-        u, scale, stats, dq, v, bg, q_count, q_start, d, inv_t,
-        COMPUTE_GRAD=compute_grad, PRECISION=prec, BM=bm, BN=bn, DP=dp, num_warps=warps,
+        u,
+        scale,
+        stats,
+        dq,
+        v,
+        bg,
+        q_count,
+        q_start,
+        d,
+        inv_t,
+        COMPUTE_GRAD=compute_grad,
+        PRECISION=prec,
+        BM=bm,
+        BN=bn,
+        DP=dp,
+        num_warps=warps,
     )
     loss = (scale.reshape(-1) * (stats[0] - stats[1])).sum()
     if not compute_grad:
         return loss, z.new_empty(0)
     grad = torch.empty((v, bg, d), device=z.device, dtype=z.dtype)
     launch(_multicrop_key_grad_kernel)[(cdiv(v * bg, bn),)](
-        u, norm, scale, stats, dq, grad, v, bg, q_count, q_start, d, inv_t, NORM_EPS,
-        PRECISION=prec, BM=bm, BN=bn, DP=dp, num_warps=warps,
+        u,
+        norm,
+        scale,
+        stats,
+        dq,
+        grad,
+        v,
+        bg,
+        q_count,
+        q_start,
+        d,
+        inv_t,
+        NORM_EPS,
+        PRECISION=prec,
+        BM=bm,
+        BN=bn,
+        DP=dp,
+        num_warps=warps,
     )
     return loss, grad
 
@@ -302,8 +398,9 @@ def _nt_xent_bank_fake(out0, out1, bank, temperature, compute_grad):
 
 
 @kernel_op("nt_xent_bank_fwd", fake=_nt_xent_bank_fake)
-def nt_xent_bank_fwd(out0: torch.Tensor, out1: torch.Tensor, bank: torch.Tensor, temperature: float,
-                     compute_grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def nt_xent_bank_fwd(
+    out0: torch.Tensor, out1: torch.Tensor, bank: torch.Tensor, temperature: float, compute_grad: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     """MoCo-form NT-Xent loss and (if ``compute_grad``) stacked [dL/dout0, dL/dout1]; see ``nt_xent_bank_fwd_torch``."""
     b, d = out0.shape
     acc = acc_dtype(out0.dtype)
@@ -314,8 +411,24 @@ def nt_xent_bank_fwd(out0: torch.Tensor, out1: torch.Tensor, bank: torch.Tensor,
     stats = torch.empty((2, b), device=out0.device, dtype=acc)
     grad = torch.empty((2, b, d), device=out0.device, dtype=out0.dtype) if compute_grad else stats
     launch(_moco_fwd_kernel)[(cdiv(b, bm),)](
-        u, norm, bank, stats, grad, b, bank.shape[0], d, bank.stride(0), 1.0 / temperature, 1.0 / b, NORM_EPS,
-        COMPUTE_GRAD=compute_grad, PRECISION=_precision(out0.dtype), BM=bm, BN=bn, DP=dp, num_warps=warps,
+        u,
+        norm,
+        bank,
+        stats,
+        grad,
+        b,
+        bank.shape[0],
+        d,
+        bank.stride(0),
+        1.0 / temperature,
+        1.0 / b,
+        NORM_EPS,
+        COMPUTE_GRAD=compute_grad,
+        PRECISION=_precision(out0.dtype),
+        BM=bm,
+        BN=bn,
+        DP=dp,
+        num_warps=warps,
     )
     loss = (stats[0] - stats[1]).mean()
     return loss, (grad if compute_grad else out0.new_empty(0))

@@ -4,6 +4,7 @@ Each forward calls a launcher that returns the loss *and* its input gradients (t
 Triton op from ``sslfast.kernels`` or the plain-PyTorch twin from ``torch_impl``);
 backward only scales the saved gradients by grad_output.
 """
+
 from __future__ import annotations
 
 import torch
@@ -49,8 +50,15 @@ class VICRegFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         ga, gb = ctx.saved_tensors
-        return (_scaled(grad_out, ga, ctx.needs_input_grad[0]), _scaled(grad_out, gb, ctx.needs_input_grad[1]),
-                None, None, None, None, None)
+        return (
+            _scaled(grad_out, ga, ctx.needs_input_grad[0]),
+            _scaled(grad_out, gb, ctx.needs_input_grad[1]),
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
 
 
 class BarlowTwinsFunction(torch.autograd.Function):
@@ -64,7 +72,12 @@ class BarlowTwinsFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         ga, gb = ctx.saved_tensors
-        return _scaled(grad_out, ga, ctx.needs_input_grad[0]), _scaled(grad_out, gb, ctx.needs_input_grad[1]), None, None
+        return (
+            _scaled(grad_out, ga, ctx.needs_input_grad[0]),
+            _scaled(grad_out, gb, ctx.needs_input_grad[1]),
+            None,
+            None,
+        )
 
 
 class TiCoFunction(torch.autograd.Function):
@@ -79,8 +92,14 @@ class TiCoFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out, _grad_cov):
         ga, gb = ctx.saved_tensors
-        return (_scaled(grad_out, ga, ctx.needs_input_grad[0]), _scaled(grad_out, gb, ctx.needs_input_grad[1]),
-                None, None, None, None)
+        return (
+            _scaled(grad_out, ga, ctx.needs_input_grad[0]),
+            _scaled(grad_out, gb, ctx.needs_input_grad[1]),
+            None,
+            None,
+            None,
+            None,
+        )
 
 
 class CodingRateFunction(torch.autograd.Function):
@@ -119,13 +138,15 @@ class ViewInvarianceFunction(torch.autograd.Function):
 # InfoNCE family (issue 3)
 # ---------------------------------------------------------------------------------------------
 
+
 class MultiCropInfoNCEFunction(torch.autograd.Function):
     """Multi-crop InfoNCE of (V, B_g, D) keys; queries are images q_start .. q_start+q_count."""
 
     @staticmethod
     def forward(ctx, z, row_scale, temperature, q_start, q_count, backend):
-        loss, grad = launcher("multicrop_infonce", backend)(z, row_scale, temperature, q_start, q_count,
-                                                                     ctx.needs_input_grad[0])
+        loss, grad = launcher("multicrop_infonce", backend)(
+            z, row_scale, temperature, q_start, q_count, ctx.needs_input_grad[0]
+        )
         ctx.save_for_backward(grad)
         return loss
 
@@ -150,5 +171,10 @@ class NTXentBankFunction(torch.autograd.Function):
         (grad,) = ctx.saved_tensors
         if not (ctx.needs_input_grad[0] or ctx.needs_input_grad[1]):
             return None, None, None, None, None
-        return (_scaled(grad_out, grad[0], ctx.needs_input_grad[0]), _scaled(grad_out, grad[1], ctx.needs_input_grad[1]),
-                None, None, None)
+        return (
+            _scaled(grad_out, grad[0], ctx.needs_input_grad[0]),
+            _scaled(grad_out, grad[1], ctx.needs_input_grad[1]),
+            None,
+            None,
+            None,
+        )

@@ -1,4 +1,5 @@
 """Input validation shared by every loss: clear errors instead of silent wrong numbers."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -45,7 +46,9 @@ def stack_views(z, name: str = "z", min_views: int = 1, min_batch: int = 1) -> t
     if isinstance(z, torch.Tensor):
         check_tensor(z, name)
         if z.dim() != 3:
-            raise ValueError(f"{name} must be a (V, B, D) tensor or a list of (B, D) tensors, got shape {tuple(z.shape)}")
+            raise ValueError(
+                f"{name} must be a (V, B, D) tensor or a list of (B, D) tensors, got shape {tuple(z.shape)}"
+            )
         views = z
     elif isinstance(z, Sequence) and not isinstance(z, (str, bytes)):
         if len(z) == 0:
@@ -60,7 +63,9 @@ def stack_views(z, name: str = "z", min_views: int = 1, min_batch: int = 1) -> t
                     f"{name}[{i}] has shape {tuple(v.shape)}"
                 )
             if v.device != z[0].device:
-                raise ValueError(f"every view must be on one device: {name}[0] on {z[0].device}, {name}[{i}] on {v.device}")
+                raise ValueError(
+                    f"every view must be on one device: {name}[0] on {z[0].device}, {name}[{i}] on {v.device}"
+                )
             if v.dtype != z[0].dtype:
                 raise TypeError(f"every view must share a dtype: {name}[0] is {z[0].dtype}, {name}[{i}] is {v.dtype}")
         views = torch.stack(list(z))

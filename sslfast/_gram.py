@@ -11,6 +11,7 @@ are first-order quantities and stay in fp32.
 
 D×D route (N ≥ D): form AᵀB, zero its diagonal and sum squares directly: no cancellation.
 """
+
 from __future__ import annotations
 
 import torch
@@ -40,7 +41,9 @@ def offdiag_self(zc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     return c.double().square().sum(), zc @ c, None
 
 
-def offdiag_cross(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, bool]:
+def offdiag_cross(
+    a: torch.Tensor, b: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, bool]:
     """Off-diagonal mass of M = AᵀB for (N, D) ``a``, ``b``.
 
     Returns ``(off, diag, ma, mb, gram)``: ``off = Σ_{i≠j} M_ij²`` (float64), ``diag = diag(M)``

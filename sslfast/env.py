@@ -1,4 +1,5 @@
 """Environment capture: printed by `sslfast env` and embedded in every results JSON."""
+
 from __future__ import annotations
 
 import argparse
@@ -30,7 +31,11 @@ def git_sha(path: str | os.PathLike | None = None) -> str | None:
         if sha.returncode != 0:
             return os.environ.get("SSLFAST_GIT_SHA")
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=where, capture_output=True, text=True, timeout=10
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=10,
         )
         return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):

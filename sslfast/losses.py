@@ -1,4 +1,5 @@
 """nn.Module losses: drop-in replacements for lightly's, with ``backend=`` (see sslfast.functional)."""
+
 from __future__ import annotations
 
 import torch
@@ -12,8 +13,15 @@ from .backend import check_backend
 class VICRegLoss(nn.Module):
     """VICReg loss; arguments and value as ``lightly.loss.VICRegLoss``. See ``sslfast.functional.vicreg_loss``."""
 
-    def __init__(self, lambda_param: float = 25.0, mu_param: float = 25.0, nu_param: float = 1.0,
-                 gather_distributed: bool = False, eps: float = 1e-4, backend: str = "auto"):
+    def __init__(
+        self,
+        lambda_param: float = 25.0,
+        mu_param: float = 25.0,
+        nu_param: float = 1.0,
+        gather_distributed: bool = False,
+        eps: float = 1e-4,
+        backend: str = "auto",
+    ):
         super().__init__()
         for value, name in ((lambda_param, "lambda_param"), (mu_param, "mu_param"), (nu_param, "nu_param")):
             check_nonnegative(value, name)
@@ -23,13 +31,23 @@ class VICRegLoss(nn.Module):
         self.backend = check_backend(backend)
 
     def forward(self, z_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
-        return F.vicreg_loss(z_a, z_b, lambda_param=self.lambda_param, mu_param=self.mu_param,
-                             nu_param=self.nu_param, eps=self.eps, gather_distributed=self.gather_distributed,
-                             backend=self.backend)
+        return F.vicreg_loss(
+            z_a,
+            z_b,
+            lambda_param=self.lambda_param,
+            mu_param=self.mu_param,
+            nu_param=self.nu_param,
+            eps=self.eps,
+            gather_distributed=self.gather_distributed,
+            backend=self.backend,
+        )
 
 
 class BarlowTwinsLoss(nn.Module):
-    """Barlow Twins loss; arguments as ``lightly.loss.BarlowTwinsLoss``. See ``sslfast.functional.barlow_twins_loss``."""
+    """Barlow Twins loss; arguments as ``lightly.loss.BarlowTwinsLoss``.
+
+    See ``sslfast.functional.barlow_twins_loss``.
+    """
 
     def __init__(self, lambda_param: float = 5e-3, gather_distributed: bool = False, backend: str = "auto"):
         super().__init__()
@@ -39,8 +57,9 @@ class BarlowTwinsLoss(nn.Module):
         self.backend = check_backend(backend)
 
     def forward(self, z_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
-        return F.barlow_twins_loss(z_a, z_b, lambda_param=self.lambda_param,
-                                   gather_distributed=self.gather_distributed, backend=self.backend)
+        return F.barlow_twins_loss(
+            z_a, z_b, lambda_param=self.lambda_param, gather_distributed=self.gather_distributed, backend=self.backend
+        )
 
 
 class TiCoLoss(nn.Module):
@@ -51,8 +70,14 @@ class TiCoLoss(nn.Module):
     updated in place, so a compiled step has no graph break on the update.
     """
 
-    def __init__(self, beta: float = 0.9, rho: float = 8.0, gather_distributed: bool = False,
-                 backend: str = "auto", dim: int | None = None):
+    def __init__(
+        self,
+        beta: float = 0.9,
+        rho: float = 8.0,
+        gather_distributed: bool = False,
+        backend: str = "auto",
+        dim: int | None = None,
+    ):
         super().__init__()
         if not 0 <= beta <= 1:
             raise ValueError(f"beta must be in [0, 1], got {beta!r}")
@@ -74,8 +99,15 @@ class TiCoLoss(nn.Module):
         if self.C.numel() == 0 and d is not None:
             dtype = torch.float64 if z_a.dtype == torch.float64 else torch.float32
             self.C = torch.zeros(d, d, device=z_a.device, dtype=dtype)
-        loss, new_cov = F.tico_loss(z_a, z_b, self.C, beta=self.beta, rho=self.rho,
-                                    gather_distributed=self.gather_distributed, backend=self.backend)
+        loss, new_cov = F.tico_loss(
+            z_a,
+            z_b,
+            self.C,
+            beta=self.beta,
+            rho=self.rho,
+            gather_distributed=self.gather_distributed,
+            backend=self.backend,
+        )
         if update_covariance_matrix:
             with torch.no_grad():
                 self.C.copy_(new_cov)
@@ -125,10 +157,14 @@ def _bank_size(size) -> tuple[int, int] | None:
     if isinstance(size, int):
         if size == 0:
             return None
-        raise ValueError(f"{form}, got the bare int {size}: the feature dimension is needed, "
-                         f"write memory_bank_size=({size}, dim)")
-    if isinstance(size, (tuple, list)) and len(size) == 2 and all(
-            isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in size):
+        raise ValueError(
+            f"{form}, got the bare int {size}: the feature dimension is needed, write memory_bank_size=({size}, dim)"
+        )
+    if (
+        isinstance(size, (tuple, list))
+        and len(size) == 2
+        and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in size)
+    ):
         k, dim = size
         if k == 0:
             return None
@@ -152,8 +188,14 @@ class NTXentLoss(nn.Module):
     See ``sslfast.functional.nt_xent_loss``.
     """
 
-    def __init__(self, temperature: float = 0.5, memory_bank_size=0, gather_distributed: bool = False,
-                 backend: str = "auto", bank_seed: int = 0):
+    def __init__(
+        self,
+        temperature: float = 0.5,
+        memory_bank_size=0,
+        gather_distributed: bool = False,
+        backend: str = "auto",
+        bank_seed: int = 0,
+    ):
         super().__init__()
         self.temperature = check_positive(temperature, "temperature")
         self.memory_bank_size = _bank_size(memory_bank_size)
@@ -169,8 +211,13 @@ class NTXentLoss(nn.Module):
 
     def forward(self, out0: torch.Tensor, out1: torch.Tensor) -> torch.Tensor:
         if self.bank is None:
-            return F.nt_xent_loss(out0, out1, temperature=self.temperature,
-                                  gather_distributed=self.gather_distributed, backend=self.backend)
+            return F.nt_xent_loss(
+                out0,
+                out1,
+                temperature=self.temperature,
+                gather_distributed=self.gather_distributed,
+                backend=self.backend,
+            )
         loss = F.nt_xent_loss(out0, out1, temperature=self.temperature, memory_bank=self.bank, backend=self.backend)
         if out0.requires_grad:
             self._enqueue(out1)
@@ -205,5 +252,6 @@ class MultiCropInfoNCELoss(nn.Module):
         self.backend = check_backend(backend)
 
     def forward(self, z, weights: torch.Tensor | None = None) -> torch.Tensor:
-        return F.multicrop_infonce_loss(z, weights, temperature=self.temperature,
-                                        gather_distributed=self.gather_distributed, backend=self.backend)
+        return F.multicrop_infonce_loss(
+            z, weights, temperature=self.temperature, gather_distributed=self.gather_distributed, backend=self.backend
+        )

@@ -1,4 +1,5 @@
 """One rank of tests/test_infonce_dist.py: python _infonce_dist_worker.py RANK WORLD PORT INPUTS OUT."""
+
 import os
 import sys
 
@@ -32,14 +33,24 @@ def main():
     sl = slice(rank * b, (rank + 1) * b)
     res = {}
     for backend in ("torch", "triton", "reference"):
-        loss, (g,) = grads(lambda x: F.multicrop_infonce_loss(x, w[:, sl], temperature=t, gather_distributed=True,
-                                                              backend=backend), z[:, sl])
+        loss, (g,) = grads(
+            lambda x, backend=backend: F.multicrop_infonce_loss(
+                x, w[:, sl], temperature=t, gather_distributed=True, backend=backend
+            ),
+            z[:, sl],
+        )
         res[f"multicrop_{backend}"] = (loss, g)
-        loss, g = grads(lambda a, c: sslfast.NTXentLoss(temperature=t, gather_distributed=True, backend=backend)(a, c),
-                        z[0, sl], z[1, sl])
+        loss, g = grads(
+            lambda a, c, backend=backend: sslfast.NTXentLoss(temperature=t, gather_distributed=True, backend=backend)(
+                a, c
+            ),
+            z[0, sl],
+            z[1, sl],
+        )
         res[f"ntxent_{backend}"] = (loss, *g)
-        bank_loss = sslfast.NTXentLoss(temperature=t, memory_bank_size=(data["k"], z.shape[2]), gather_distributed=True,
-                                       backend=backend).double()
+        bank_loss = sslfast.NTXentLoss(
+            temperature=t, memory_bank_size=(data["k"], z.shape[2]), gather_distributed=True, backend=backend
+        ).double()
         steps = []
         for step in range(3):
             o0, o1 = data["bank_steps"][step][0][sl], data["bank_steps"][step][1][sl]

@@ -1,4 +1,5 @@
 """Bad input gets a clear ValueError/TypeError naming the argument, what was seen and what was expected."""
+
 import pytest
 import torch
 
@@ -61,7 +62,9 @@ def test_view_losses_reject_bad_input():
         F.emp_ssl_loss([Z, torch.ones(8, 16, dtype=torch.long)])
     with pytest.raises(ValueError, match=r"one device.*cpu.*meta"):
         F.emp_ssl_loss([Z, torch.empty(8, 16, device="meta")])
-    with pytest.raises(ValueError, match=r"must be a \(V, B, D\) tensor or a list of \(B, D\) tensors, got shape \(2, 2, 8, 16\)"):
+    with pytest.raises(
+        ValueError, match=r"must be a \(V, B, D\) tensor or a list of \(B, D\) tensors, got shape \(2, 2, 8, 16\)"
+    ):
         F.total_coding_rate(torch.randn(2, 2, 8, 16))
     with pytest.raises(TypeError, match="z must be a floating-point tensor"):
         F.total_coding_rate(torch.ones(8, 16, dtype=torch.uint8))

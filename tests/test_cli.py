@@ -1,4 +1,5 @@
 """The `sslfast` command line: env, dispatch errors, and the quick loss benchmark end to end."""
+
 import json
 import subprocess
 import sys
@@ -9,7 +10,9 @@ from sslfast.cli import main
 
 
 def run_cli(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "sslfast.cli", *args], capture_output=True, text=True, timeout=600, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "sslfast.cli", *args], capture_output=True, text=True, timeout=600, **kw
+    )
 
 
 def test_env_reports_backend_and_interpreter():

@@ -1,4 +1,5 @@
 """Every backend against the float64 reference: forward value and gradient, all five losses."""
+
 import math
 
 import pytest
@@ -39,7 +40,10 @@ def check_against_reference(loss, n, d, backend, dtype, grad_out=1.0):
     assert math.isfinite(float(out[0]))
     # Losses within LOSS_FLOOR of zero (Barlow Twins at N=2: c_ii = ±1 up to BN's eps) are compared
     # in absolute terms: their relative error only measures cancellation in 1 − c.
-    assert abs(float(out[0]) - float(ref[0])) <= loss_tol * max(abs(float(ref[0])), LOSS_FLOOR), (float(out[0]), float(ref[0]))
+    assert abs(float(out[0]) - float(ref[0])) <= loss_tol * max(abs(float(ref[0])), LOSS_FLOOR), (
+        float(out[0]),
+        float(ref[0]),
+    )
     floor = grad_scale(ref[0], z_a, z_b)
     for g, r in zip(out[1:], ref[1:]):
         err = float((g.double() - r).norm())

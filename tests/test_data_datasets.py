@@ -1,5 +1,6 @@
 """Datasets: the real CIFAR-10 files, corruption and truncation errors, CIFAR-100 parsing,
 download (mocked fetch), image folders, synthetic data."""
+
 import dataclasses
 import hashlib
 import io
@@ -24,7 +25,9 @@ def cifar10_dir() -> Path | None:
 
 
 CIFAR = cifar10_dir()
-needs_cifar = pytest.mark.skipif(CIFAR is None, reason="CIFAR-10 binary files not found in $SSLFAST_DATA or ../shared/data")
+needs_cifar = pytest.mark.skipif(
+    CIFAR is None, reason="CIFAR-10 binary files not found in $SSLFAST_DATA or ../shared/data"
+)
 
 # The first labels of the official files (read from the bytes below before being trusted).
 FIRST_TRAIN = [6, 9, 9, 4, 1, 1, 2, 7, 8, 3]
@@ -82,7 +85,7 @@ def test_cifar10_corrupt_truncated_missing(tmp_path):
     # verify=False trusts the bytes
     assert len(load_cifar10(tmp_path, train=False, verify=False)) == 10000
 
-    (folder / "test_batch.bin").write_bytes(bytes(data[:3073 * 100 + 7]))
+    (folder / "test_batch.bin").write_bytes(bytes(data[: 3073 * 100 + 7]))
     with pytest.raises(ds.DatasetError, match=r"truncated.*307307 bytes, expected 30730000") as e:
         load_cifar10(tmp_path, train=False)
     assert expected in str(e.value)
@@ -99,6 +102,7 @@ def test_no_location(monkeypatch):
 
 
 # ----------------------------------------------------------------------------- CIFAR-100 and download
+
 
 def fake_cifar100(n_train=30, n_test=10, seed=0):
     rng = np.random.default_rng(seed)
@@ -168,7 +172,9 @@ def test_download_verifies_md5_and_is_atomic(tmp_path, monkeypatch, small_cifar1
     assert calls == ["https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz"]
     assert list(tmp_path.iterdir()) == []
 
-    monkeypatch.setitem(ds.SPECS, "cifar100", dataclasses.replace(small_cifar100, tar_md5=hashlib.md5(blob).hexdigest()))
+    monkeypatch.setitem(
+        ds.SPECS, "cifar100", dataclasses.replace(small_cifar100, tar_md5=hashlib.md5(blob).hexdigest())
+    )
     d = load_cifar100(tmp_path, download=True)
     assert d.labels.tolist() == tr[:, 1].tolist()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cifar-100-binary", "cifar-100-binary.tar.gz"]
@@ -187,13 +193,17 @@ def test_download_verifies_md5_and_is_atomic(tmp_path, monkeypatch, small_cifar1
 
 def test_cifar10_download_rejects_wrong_tarball(tmp_path, monkeypatch):
     monkeypatch.setattr(ds, "_fetch", lambda url, dest, timeout=60.0: dest.write(b"not a tarball"))
-    with pytest.raises(ds.DatasetError, match=r"cifar-10-binary.tar.gz failed its checksum: expected md5 "
-                                              r"c32a1d4ab5d03f1284b67883e8d87530"):
+    with pytest.raises(
+        ds.DatasetError,
+        match=r"cifar-10-binary.tar.gz failed its checksum: expected md5 "
+        r"c32a1d4ab5d03f1284b67883e8d87530",
+    ):
         load_cifar10(tmp_path, download=True)
     assert list(tmp_path.iterdir()) == []
 
 
 # ----------------------------------------------------------------------------- image folder, synthetic
+
 
 def test_image_folder(tmp_path):
     from PIL import Image
@@ -224,9 +234,11 @@ def test_synthetic_is_deterministic_and_class_dependent():
     assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
     assert not torch.equal(make_synthetic(200, seed=5).images, a.images)
     assert torch.bincount(a.labels).tolist() == [20] * 10
+
     # not noise: a nearest-centroid classifier on 8x8 thumbnails beats chance by far
     def feats(d):
         return torch.nn.functional.avg_pool2d(d.images.float(), 4).flatten(1)
+
     train, test = make_synthetic(2000, seed=0), make_synthetic(500, seed=1)
     ft, fe = feats(train), feats(test)
     cent = torch.stack([ft[train.labels == c].mean(0) for c in range(10)])

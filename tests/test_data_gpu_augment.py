@@ -1,5 +1,6 @@
 """Fused view generation: parameter statistics, per-op semantics against independent
 formulas, Triton == torch for the same parameters (interpreter on CPU), reproducibility."""
+
 import colorsys
 import math
 
@@ -23,10 +24,26 @@ from sslfast.data_pipelines import (
 )
 
 # Every op on: the comparisons then exercise each branch of the kernel.
-ALL_ON = ViewSpec(size=32, crop_scale=(0.08, 1.0), flip_p=0.5, jitter=(0.4, 0.4, 0.4, 0.1), jitter_p=0.9,
-                  grayscale_p=0.3, solarize_p=0.5)
-IDENTITY = dict(flip_p=0.0, jitter_p=0.0, grayscale_p=0.0, blur_p=0.0, solarize_p=0.0,
-                crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+ALL_ON = ViewSpec(
+    size=32,
+    crop_scale=(0.08, 1.0),
+    flip_p=0.5,
+    jitter=(0.4, 0.4, 0.4, 0.1),
+    jitter_p=0.9,
+    grayscale_p=0.3,
+    solarize_p=0.5,
+)
+IDENTITY = dict(
+    flip_p=0.0,
+    jitter_p=0.0,
+    grayscale_p=0.0,
+    blur_p=0.0,
+    solarize_p=0.0,
+    crop_scale=(1.0, 1.0),
+    crop_ratio=(1.0, 1.0),
+    mean=(0.0, 0.0, 0.0),
+    std=(1.0, 1.0, 1.0),
+)
 
 
 def gen(seed=0, device="cpu"):
@@ -50,6 +67,7 @@ def unnormalize(x, spec):
 
 # ----------------------------------------------------------------------------- input checks
 
+
 def test_bad_inputs_name_argument_and_shapes(images):
     with pytest.raises(TypeError, match=r"images must have dtype torch.uint8.*float32"):
         make_views(images.float(), simclr())
@@ -69,6 +87,7 @@ def test_bad_inputs_name_argument_and_shapes(images):
 
 
 # ----------------------------------------------------------------------------- outputs
+
 
 @pytest.mark.parametrize("specs", [simclr(), byol(), vicreg(), emp_ssl(3), eval_spec(), simclr("imagenet")[:1]])
 def test_shapes_dtypes_layout_and_range(images, specs):
@@ -99,8 +118,17 @@ def sigma_bound(p, n=N_STAT):
 
 
 def test_param_statistics():
-    spec = ViewSpec(crop_scale=(0.2, 0.6), crop_ratio=(0.5, 2.0), flip_p=0.3, jitter=(0.4, 0.3, 0.2, 0.1),
-                    jitter_p=0.7, grayscale_p=0.2, blur_p=0.4, blur_sigma=(0.5, 1.5), solarize_p=0.15)
+    spec = ViewSpec(
+        crop_scale=(0.2, 0.6),
+        crop_ratio=(0.5, 2.0),
+        flip_p=0.3,
+        jitter=(0.4, 0.3, 0.2, 0.1),
+        jitter_p=0.7,
+        grayscale_p=0.2,
+        blur_p=0.4,
+        blur_sigma=(0.5, 1.5),
+        solarize_p=0.15,
+    )
     H, W = 64, 48
     p = sample_params(spec, N_STAT, gen(1), "cpu", (H, W))
     for name, prob in [("flip", 0.3), ("jitter", 0.7), ("gray", 0.2), ("blur", 0.4), ("solarize", 0.15)]:
@@ -110,8 +138,10 @@ def test_param_statistics():
     assert (top >= 0).all() and (left >= 0).all() and (top + h <= H).all() and (left + w <= W).all()
     # w, h are rounded from sqrt(area*ratio): allow the rounding slack of one pixel per side
     area = (h * w).double()
-    lo = ((torch.sqrt(torch.tensor(0.2 * H * W * 0.5)) - 0.5) * (torch.sqrt(torch.tensor(0.2 * H * W / 2.0)) - 0.5))
-    assert (area >= lo).all() and (area <= ((math.sqrt(0.6 * H * W * 2) + 0.5) * (math.sqrt(0.6 * H * W / 2) + 0.5))).all()
+    lo = (torch.sqrt(torch.tensor(0.2 * H * W * 0.5)) - 0.5) * (torch.sqrt(torch.tensor(0.2 * H * W / 2.0)) - 0.5)
+    assert (area >= lo).all() and (
+        area <= ((math.sqrt(0.6 * H * W * 2) + 0.5) * (math.sqrt(0.6 * H * W / 2) + 0.5))
+    ).all()
     frac = area / (H * W)
     assert frac.min() < 0.25 and frac.max() > 0.55  # the whole scale range is used
     ratio = w.double() / h.double()
@@ -148,6 +178,7 @@ def test_fixed_order_and_crop_fallback():
 
 # ----------------------------------------------------------------------------- per-op semantics
 
+
 def forced(spec, n, **fields):
     """Params with every random choice of ``spec`` drawn, then some fields overridden."""
     p = sample_params(spec, n, gen(5), "cpu", (32, 32))
@@ -169,11 +200,16 @@ def test_crop_resize_matches_interpolate_and_flip(images):
     p = forced(spec, 4, crop=crops, flip=torch.tensor([False, True, False, True]))
     out = apply_views_torch(images, spec, p)
     for k, (t, l, h, w) in enumerate(crops.tolist()):
-        ref = F.interpolate(images[k:k + 1, :, t:t + h, l:l + w].float() / 255, size=(24, 24), mode="bilinear",
-                            align_corners=False, antialias=False)
+        ref = F.interpolate(
+            images[k : k + 1, :, t : t + h, l : l + w].float() / 255,
+            size=(24, 24),
+            mode="bilinear",
+            align_corners=False,
+            antialias=False,
+        )
         if p.flip[k]:
             ref = ref.flip(-1)
-        torch.testing.assert_close(out[k:k + 1], ref, atol=2e-6, rtol=0)
+        torch.testing.assert_close(out[k : k + 1], ref, atol=2e-6, rtol=0)
 
 
 def test_colour_ops_match_textbook_formulas(images):
@@ -214,10 +250,18 @@ def test_contrast_mean_follows_the_order(images):
         return (0.2989 * t[:, 0] + 0.587 * t[:, 1] + 0.114 * t[:, 2]).mean(dim=(1, 2))[:, None, None, None]
 
     y = (1.5 * x).clamp(0, 1)
-    torch.testing.assert_close(apply_views_torch(images, spec, forced(spec, 4, jitter=on, factors=f, order=bc)),
-                               (0.5 * y + 0.5 * gm(y)).clamp(0, 1), atol=1e-6, rtol=0)
-    torch.testing.assert_close(apply_views_torch(images, spec, forced(spec, 4, jitter=on, factors=f, order=cb)),
-                               (1.5 * (0.5 * x + 0.5 * gm(x)).clamp(0, 1)).clamp(0, 1), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        apply_views_torch(images, spec, forced(spec, 4, jitter=on, factors=f, order=bc)),
+        (0.5 * y + 0.5 * gm(y)).clamp(0, 1),
+        atol=1e-6,
+        rtol=0,
+    )
+    torch.testing.assert_close(
+        apply_views_torch(images, spec, forced(spec, 4, jitter=on, factors=f, order=cb)),
+        (1.5 * (0.5 * x + 0.5 * gm(x)).clamp(0, 1)).clamp(0, 1),
+        atol=1e-6,
+        rtol=0,
+    )
 
 
 def test_grayscale_channels_equal():
@@ -253,12 +297,13 @@ def test_blur_is_gaussian():
     g = torch.exp(-0.5 * (t / 1.5) ** 2)
     g = g / g.sum()
     ref = torch.zeros(32, 32, dtype=torch.float64)
-    ref[16 - k // 2:16 + k // 2 + 1, 16 - k // 2:16 + k // 2 + 1] = torch.outer(g, g)
+    ref[16 - k // 2 : 16 + k // 2 + 1, 16 - k // 2 : 16 + k // 2 + 1] = torch.outer(g, g)
     torch.testing.assert_close(out.double(), ref, atol=1e-6, rtol=0)
     assert abs(out.sum().item() - 1.0) < 1e-5
 
 
 # ----------------------------------------------------------------------------- reproducibility
+
 
 @pytest.mark.parametrize("backend", ["torch", "triton"])
 def test_same_seed_same_output(images, backend):
@@ -280,6 +325,7 @@ def test_params_reuse_and_grouping_equal_per_spec(images):
 
 
 # ----------------------------------------------------------------------------- Triton == torch
+
 
 def assert_backends_agree(imgs, spec, params, out_dtype=torch.float32, atol=1e-4):
     ref = apply_views_torch(imgs, spec, params, out_dtype=out_dtype)
@@ -326,6 +372,7 @@ def test_params_type_is_checked(images):
 
 
 # ----------------------------------------------------------------------------- GPU
+
 
 @pytest.mark.gpu
 def test_gpu_triton_matches_torch_large_batch():

@@ -1,4 +1,5 @@
 """ViewSpec validation and the published preset numbers."""
+
 import pytest
 from sslfast.data_pipelines import (
     CIFAR10_MEAN,
@@ -15,25 +16,28 @@ from sslfast.data_pipelines import (
 )
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(crop_scale=(0.0, 1.0)), r"crop_scale .*0 < low <= high <= 1.*\(0.0, 1.0\)"),
-    (dict(crop_scale=(0.5, 1.2)), r"crop_scale"),
-    (dict(crop_scale=(0.8, 0.5)), r"crop_scale"),
-    (dict(crop_ratio=(0.0, 1.0)), r"crop_ratio"),
-    (dict(flip_p=1.5), r"flip_p must be a probability in \[0, 1\], got 1.5"),
-    (dict(jitter_p=-0.1), r"jitter_p"),
-    (dict(grayscale_p=2), r"grayscale_p"),
-    (dict(blur_p=True), r"blur_p"),
-    (dict(solarize_p=1.01), r"solarize_p"),
-    (dict(jitter=(0.4, -0.4, 0.4, 0.1)), r"jitter must be 4 non-negative"),
-    (dict(jitter=(0.4, 0.4, 0.4, 0.6)), r"hue <= 0.5"),
-    (dict(jitter=(0.4, 0.4, 0.4)), r"jitter must be 4"),
-    (dict(blur_sigma=(0.0, 2.0)), r"blur_sigma"),
-    (dict(blur_kernel=4), r"blur_kernel must be None or an odd"),
-    (dict(size=0), r"size must be a positive int, got 0"),
-    (dict(std=(0.2, 0.0, 0.2)), r"std must be positive"),
-    (dict(mean=(0.5, 0.5)), r"mean must have 3 values"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(crop_scale=(0.0, 1.0)), r"crop_scale .*0 < low <= high <= 1.*\(0.0, 1.0\)"),
+        (dict(crop_scale=(0.5, 1.2)), r"crop_scale"),
+        (dict(crop_scale=(0.8, 0.5)), r"crop_scale"),
+        (dict(crop_ratio=(0.0, 1.0)), r"crop_ratio"),
+        (dict(flip_p=1.5), r"flip_p must be a probability in \[0, 1\], got 1.5"),
+        (dict(jitter_p=-0.1), r"jitter_p"),
+        (dict(grayscale_p=2), r"grayscale_p"),
+        (dict(blur_p=True), r"blur_p"),
+        (dict(solarize_p=1.01), r"solarize_p"),
+        (dict(jitter=(0.4, -0.4, 0.4, 0.1)), r"jitter must be 4 non-negative"),
+        (dict(jitter=(0.4, 0.4, 0.4, 0.6)), r"hue <= 0.5"),
+        (dict(jitter=(0.4, 0.4, 0.4)), r"jitter must be 4"),
+        (dict(blur_sigma=(0.0, 2.0)), r"blur_sigma"),
+        (dict(blur_kernel=4), r"blur_kernel must be None or an odd"),
+        (dict(size=0), r"size must be a positive int, got 0"),
+        (dict(std=(0.2, 0.0, 0.2)), r"std must be positive"),
+        (dict(mean=(0.5, 0.5)), r"mean must have 3 values"),
+    ],
+)
 def test_invalid_specs_raise_clear_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ViewSpec(**kwargs)
@@ -63,7 +67,13 @@ def test_simclr_cifar_and_imagenet():
     assert (v1.jitter, v1.jitter_p, v1.grayscale_p, v1.blur_p, v1.solarize_p) == ((0.4, 0.4, 0.4, 0.1), 0.8, 0.2, 0, 0)
     assert (v1.mean, v1.std) == (CIFAR10_MEAN, CIFAR10_STD)
     im = simclr("imagenet")[0]
-    assert (im.size, im.jitter, im.blur_p, im.kernel_size, im.mean) == (224, (0.8, 0.8, 0.8, 0.2), 0.5, 23, IMAGENET_MEAN)
+    assert (im.size, im.jitter, im.blur_p, im.kernel_size, im.mean) == (
+        224,
+        (0.8, 0.8, 0.8, 0.2),
+        0.5,
+        23,
+        IMAGENET_MEAN,
+    )
 
 
 def test_byol_vicreg_asymmetry():
@@ -85,8 +95,13 @@ def test_multicrop_and_emp_ssl_and_eval():
     patches = emp_ssl(20)
     assert len(patches) == 20 and len(set(patches)) == 1
     p = patches[0]
-    assert (p.size, p.crop_scale, p.crop_ratio, p.jitter, p.jitter_p) == (32, (0.25, 0.25), (1.0, 1.0),
-                                                                          (0.4, 0.4, 0.4, 0.2), 0.8)
+    assert (p.size, p.crop_scale, p.crop_ratio, p.jitter, p.jitter_p) == (
+        32,
+        (0.25, 0.25),
+        (1.0, 1.0),
+        (0.4, 0.4, 0.4, 0.2),
+        0.8,
+    )
     assert (p.grayscale_p, p.blur_p, p.solarize_p, p.mean, p.std) == (0.2, 0.1, 0.1, (0.5,) * 3, (0.5,) * 3)
     (e,) = eval_spec()
     assert (e.flip_p, e.jitter_p, e.grayscale_p, e.blur_p, e.solarize_p, e.crop_scale) == (0, 0, 0, 0, 0, (1.0, 1.0))

@@ -5,6 +5,7 @@ input gradient is world_size × its slice of the single-process gradient (the ga
 all-reduces), so that DDP's averaging yields exactly the single-process parameter gradient,
 which is checked on a DDP-wrapped projector.
 """
+
 import os
 import tempfile
 
@@ -21,7 +22,9 @@ N, D_IN, D = 12, 6, 10
 
 def _data():
     g = torch.Generator().manual_seed(0)
-    return torch.randn(N, D_IN, generator=g, dtype=torch.float64), torch.randn(N, D_IN, generator=g, dtype=torch.float64)
+    return torch.randn(N, D_IN, generator=g, dtype=torch.float64), torch.randn(
+        N, D_IN, generator=g, dtype=torch.float64
+    )
 
 
 def _losses(backend):
@@ -39,8 +42,13 @@ def _projector():
 
 def _worker(rank, init_file, backend, results):
     os.environ.setdefault("TRITON_INTERPRET", "1")
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD,
-                            timeout=__import__("datetime").timedelta(seconds=60))
+    dist.init_process_group(
+        "gloo",
+        init_method=f"file://{init_file}",
+        rank=rank,
+        world_size=WORLD,
+        timeout=__import__("datetime").timedelta(seconds=60),
+    )
     try:
         x_a, x_b = _data()
         rows = slice(rank * N // WORLD, (rank + 1) * N // WORLD)

@@ -5,18 +5,18 @@ sslfast.reference (solo-learn's index-mask formulation) and, independently, a ro
 below. The torch backend runs the full (B, V, D, T) grid; the Triton path (CPU interpreter here)
 a representative subset, also with tiles forced to 16 so that grids have several partial tiles.
 """
+
 import itertools
 import re
 
 import pytest
 import torch
-from lightly_compat import lightly_loss
 from conftest import DEVICE, ON_GPU, rel_err
+from lightly_compat import lightly_loss
 
 import sslfast
 from sslfast import functional as F
 from sslfast import reference as R
-
 
 BS, VS, DS, TS = (1, 2, 5, 64), (2, 3, 8), (1, 3, 128, 257), (0.05, 0.1, 0.5)
 GRAD_OUT = 1.7
@@ -77,8 +77,18 @@ def test_multicrop_torch_full_grid(b, v, d, t):
     assert close(out, ref, 1e-12) and close(g, gref, 1e-10)
 
 
-@pytest.mark.parametrize("b,v,d,t", [(1, 2, 3, 0.5), (2, 3, 1, 0.1), (5, 8, 3, 0.05), (5, 3, 128, 0.1),
-                                     (64, 2, 128, 0.5), (64, 2, 3, 0.05), (2, 8, 257, 0.1)])
+@pytest.mark.parametrize(
+    "b,v,d,t",
+    [
+        (1, 2, 3, 0.5),
+        (2, 3, 1, 0.1),
+        (5, 8, 3, 0.05),
+        (5, 3, 128, 0.1),
+        (64, 2, 128, 0.5),
+        (64, 2, 3, 0.05),
+        (2, 8, 257, 0.1),
+    ],
+)
 def test_reference_matches_row_loop(b, v, d, t):
     z = make(v, b, d, seed=7 + b)
     ref, (gref,) = run(lambda x: R.multicrop_infonce_loss_reference(x, t), z)
@@ -86,8 +96,15 @@ def test_reference_matches_row_loop(b, v, d, t):
     assert close(ref, loop, 1e-12) and close(gref, gloop, 1e-10)
 
 
-TRITON_SUBSET = [(1, 2, 3, 0.5), (2, 3, 1, 0.1), (5, 3, 3, 0.05), (5, 8, 128, 0.1), (64, 2, 128, 0.05),
-                 (2, 3, 257, 0.5), (5, 2, 257, 0.1)]
+TRITON_SUBSET = [
+    (1, 2, 3, 0.5),
+    (2, 3, 1, 0.1),
+    (5, 3, 3, 0.05),
+    (5, 8, 128, 0.1),
+    (64, 2, 128, 0.05),
+    (2, 3, 257, 0.5),
+    (5, 2, 257, 0.1),
+]
 
 
 @pytest.mark.parametrize("b,v,d,t", TRITON_SUBSET)
@@ -182,7 +199,9 @@ def test_memory_bank_matches_lightly(backend):
         out, g = run(ours, out0, out1)
         assert close(out, ref, 1e-12), step
         assert all(close(x, y, 1e-10) for x, y in zip(g, gref)), step
-        assert close(ours.bank, theirs.memory_bank.bank, 1e-15) and int(ours.bank_ptr) == int(theirs.memory_bank.bank_ptr)
+        assert close(ours.bank, theirs.memory_bank.bank, 1e-15) and int(ours.bank_ptr) == int(
+            theirs.memory_bank.bank_ptr
+        )
         ptrs.append(int(ours.bank_ptr))
     assert ptrs == [6, 12, 18, 0, 6, 12]
     # Without grad (evaluation), lightly leaves the bank alone; so do we.
@@ -200,7 +219,9 @@ def test_memory_bank_fp32_and_multitile(backend, monkeypatch):
     b, d, k, t = 20, 24, 50, 0.1
     bank = torch.nn.functional.normalize(make(1, k, d, seed=2)[0], dim=1).float()
     z = make(2, b, d, dtype=torch.float32, seed=9)
-    ref, gref = run(lambda a, c: R.nt_xent_loss_reference(a, c, t, negatives=bank.double()), z[0].double(), z[1].double())
+    ref, gref = run(
+        lambda a, c: R.nt_xent_loss_reference(a, c, t, negatives=bank.double()), z[0].double(), z[1].double()
+    )
     out, g = run(lambda a, c: F.nt_xent_loss(a, c, temperature=t, memory_bank=bank, backend=backend), z[0], z[1])
     assert rel_err(out, ref) < 1e-5 and all(rel_err(x, y) < 1e-5 for x, y in zip(g, gref))
 
@@ -326,6 +347,7 @@ def test_triton_path_allocates_no_n_by_n_tensor():
             return out
 
     import sslfast.kernels.infonce as K
+
     from sslfast.torch_impl import multicrop_infonce_fwd_torch
 
     # The registered op runs its body with dispatch modes popped, so call the undecorated launcher.
@@ -358,8 +380,10 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match=r"\(4, 8\).*\(4, 9\)"):
         F.multicrop_infonce_loss([torch.randn(4, 8), torch.randn(4, 9)])  # mismatched D
     for shape in [(5,), (3, 5), (2, 4), (4, 1), (3, 4, 1)]:
-        with pytest.raises(ValueError, match=r"weights must have shape \(B,\) = \(4,\) or \(V, B\) = \(3, 4\).*"
-                           + re.escape(str(shape))):
+        with pytest.raises(
+            ValueError,
+            match=r"weights must have shape \(B,\) = \(4,\) or \(V, B\) = \(3, 4\).*" + re.escape(str(shape)),
+        ):
             F.multicrop_infonce_loss(z, torch.ones(shape))
     for t in (0, 0.0, -0.1):
         with pytest.raises(ValueError, match="temperature must be a positive number"):

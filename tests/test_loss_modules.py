@@ -1,4 +1,5 @@
 """Modules == functional forms, TiCo's buffer, EMP-SSL's sign, backend selection."""
+
 import io
 
 import pytest
@@ -17,14 +18,23 @@ def test_modules_equal_functional(backend):
     views = torch.stack([z_a, z_b, z_a - z_b])
     kw = dict(backend=backend)
     pairs = [
-        (sslfast.VICRegLoss(lambda_param=3.0, mu_param=2.0, nu_param=0.5, eps=1e-3, **kw)(z_a, z_b),
-         F.vicreg_loss(z_a, z_b, lambda_param=3.0, mu_param=2.0, nu_param=0.5, eps=1e-3, **kw)),
-        (sslfast.BarlowTwinsLoss(lambda_param=0.01, **kw)(z_a, z_b), F.barlow_twins_loss(z_a, z_b, lambda_param=0.01, **kw)),
-        (sslfast.TiCoLoss(beta=0.5, rho=2.0, **kw)(z_a, z_b),
-         F.tico_loss(z_a, z_b, torch.zeros(64, 64, device=DEVICE), beta=0.5, rho=2.0, **kw)[0]),
+        (
+            sslfast.VICRegLoss(lambda_param=3.0, mu_param=2.0, nu_param=0.5, eps=1e-3, **kw)(z_a, z_b),
+            F.vicreg_loss(z_a, z_b, lambda_param=3.0, mu_param=2.0, nu_param=0.5, eps=1e-3, **kw),
+        ),
+        (
+            sslfast.BarlowTwinsLoss(lambda_param=0.01, **kw)(z_a, z_b),
+            F.barlow_twins_loss(z_a, z_b, lambda_param=0.01, **kw),
+        ),
+        (
+            sslfast.TiCoLoss(beta=0.5, rho=2.0, **kw)(z_a, z_b),
+            F.tico_loss(z_a, z_b, torch.zeros(64, 64, device=DEVICE), beta=0.5, rho=2.0, **kw)[0],
+        ),
         (sslfast.TotalCodingRate(eps=0.5, **kw)(views), F.total_coding_rate(views, eps=0.5, **kw)),
-        (sslfast.EMPSSLLoss(tcr_eps=0.5, inv_coef=10.0, **kw)(list(views)),
-         F.emp_ssl_loss(views, tcr_eps=0.5, inv_coef=10.0, **kw)),
+        (
+            sslfast.EMPSSLLoss(tcr_eps=0.5, inv_coef=10.0, **kw)(list(views)),
+            F.emp_ssl_loss(views, tcr_eps=0.5, inv_coef=10.0, **kw),
+        ),
     ]
     for module_value, functional_value in pairs:
         assert torch.equal(module_value, functional_value)

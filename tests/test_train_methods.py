@@ -9,7 +9,6 @@ from sslfast.methods import METHODS, SSLModel, get_method, moco_v3_loss, momentu
 from sslfast.models import build_backbone
 
 
-
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_every_method_runs_one_step(name):
     # simclr / mocov2 need the InfoNCE family (branch infonce): they fail until it is merged.

@@ -17,6 +17,7 @@ settings run fp32 and eager with the reference losses and the CPU augmentation b
 settings are starting points that still have to be tuned on a GPU; the JSON records exactly
 what ran.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,18 +61,47 @@ RECIPES: dict[str, Recipe] = {
     for r in (
         # EMP-SSL (Tong et al. 2023): 20 patches, batch 100, LARS lr 0.3, no warm-up; the paper
         # reports CIFAR-10 linear-probe accuracy after very few epochs, so the budget is 10.
-        Recipe("emp_ssl", "emp_ssl", epochs=10, knn_every=1, probe_epochs=(1, 2, 5),
-               source="tsb0601/EMP-SSL settings (sslfast.methods), 10 epochs"),
+        Recipe(
+            "emp_ssl",
+            "emp_ssl",
+            epochs=10,
+            knn_every=1,
+            probe_epochs=(1, 2, 5),
+            source="tsb0601/EMP-SSL settings (sslfast.methods), 10 epochs",
+        ),
         # Short-budget VICReg / SimCLR: solo-learn CIFAR heads and losses, 2-epoch warm-up,
         # larger batch for throughput. Provisional: to be tuned on a GPU.
-        Recipe("vicreg", "vicreg", epochs=40, batch_size=512, warmup_epochs=2, knn_every=5, probe_epochs=(20,),
-               source="solo-learn cifar/vicreg.yaml, short budget (provisional)"),
-        Recipe("simclr", "simclr", epochs=40, batch_size=512, warmup_epochs=2, knn_every=5, probe_epochs=(20,),
-               source="solo-learn cifar/simclr.yaml, short budget (provisional)"),
+        Recipe(
+            "vicreg",
+            "vicreg",
+            epochs=40,
+            batch_size=512,
+            warmup_epochs=2,
+            knn_every=5,
+            probe_epochs=(20,),
+            source="solo-learn cifar/vicreg.yaml, short budget (provisional)",
+        ),
+        Recipe(
+            "simclr",
+            "simclr",
+            epochs=40,
+            batch_size=512,
+            warmup_epochs=2,
+            knn_every=5,
+            probe_epochs=(20,),
+            source="solo-learn cifar/simclr.yaml, short budget (provisional)",
+        ),
         # The official EMP-SSL settings as the reference code runs them: fp32, eager, reference
         # losses, CPU per-image augmentation in DataLoader workers.
-        Recipe("emp_ssl_reference", "emp_ssl", pipeline="reference", epochs=10, knn_every=1, probe_epochs=(1, 2, 5),
-               source="tsb0601/EMP-SSL main.py as published: fp32 eager, CPU augmentation"),
+        Recipe(
+            "emp_ssl_reference",
+            "emp_ssl",
+            pipeline="reference",
+            epochs=10,
+            knn_every=1,
+            probe_epochs=(1, 2, 5),
+            source="tsb0601/EMP-SSL main.py as published: fp32 eager, CPU augmentation",
+        ),
     )
 }
 
@@ -111,15 +141,18 @@ def load_data(data: str, root: str | None, subset: int | None, test_subset: int 
             except DatasetError as e:
                 last = e
         else:
-            raise SystemExit(f"sslfast bench tta: CIFAR-10 not found (tried {[c for c in candidates if c]}); "
-                             f"pass --data-root or set SSLFAST_DATA, or use --data synthetic. Last error: {last}")
+            raise SystemExit(
+                f"sslfast bench tta: CIFAR-10 not found (tried {[c for c in candidates if c]}); "
+                f"pass --data-root or set SSLFAST_DATA, or use --data synthetic. Last error: {last}"
+            )
         label = "CIFAR-10"
     else:
         raise SystemExit(f"sslfast bench tta: --data must be 'cifar10' or 'synthetic', got {data!r}")
 
     def cut(ds, n):
-        return ds if n is None else dataclasses.replace(ds, images=ds.images[:n], labels=ds.labels[:n],
-                                                        coarse_labels=None)
+        return (
+            ds if n is None else dataclasses.replace(ds, images=ds.images[:n], labels=ds.labels[:n], coarse_labels=None)
+        )
 
     return cut(train, subset), cut(test, test_subset), label
 
@@ -144,8 +177,9 @@ class Evaluator:
     def features(self, backbone, images):
         from sslfast.evaluation import extract_features, normalizer
 
-        return extract_features(backbone, images, transform=normalizer(self.mean, self.std), batch_size=1024,
-                                autocast_dtype=self.amp_dtype)
+        return extract_features(
+            backbone, images, transform=normalizer(self.mean, self.std), batch_size=1024, autocast_dtype=self.amp_dtype
+        )
 
     def knn(self, backbone) -> float:
         from sslfast.evaluation import knn_classify
@@ -153,16 +187,22 @@ class Evaluator:
         n = min(self.knn_train, self.train_images.shape[0])
         train = self.features(backbone, self.train_images[:n])
         test = self.features(backbone, self.test_images)
-        return float(knn_classify(train, self.train_labels[:n], test, self.test_labels, k=min(200, n),
-                                  temperature=0.1, num_classes=10).top1)
+        return float(
+            knn_classify(
+                train, self.train_labels[:n], test, self.test_labels, k=min(200, n), temperature=0.1, num_classes=10
+            ).top1
+        )
 
     def linear(self, backbone) -> float:
         from sslfast.evaluation import linear_probe
 
         train = self.features(backbone, self.train_images)
         test = self.features(backbone, self.test_images)
-        return float(linear_probe(train, self.train_labels, test, self.test_labels, epochs=self.probe_epochs,
-                                  num_classes=10)["top1"])
+        return float(
+            linear_probe(train, self.train_labels, test, self.test_labels, epochs=self.probe_epochs, num_classes=10)[
+                "top1"
+            ]
+        )
 
 
 # ------------------------------------------------------------------------------------------
@@ -203,20 +243,26 @@ class Timer:
 class RecipeRunner:
     def __init__(self, recipe: Recipe, train, device: torch.device, args):
         from sslfast.data_pipelines import preset
-        from sslfast.methods import build_model, get_method, momentum_tau
+        from sslfast.methods import get_method, momentum_tau
         from sslfast.optim import build_optimizer, warmup_cosine
         from sslfast.train_step import make_train_step
 
         self.recipe, self.device, self.args = recipe, device, args
         ours = recipe.pipeline == "ours"
-        self.spec = get_method(recipe.method, batch_size=args.batch_size or recipe.batch_size, lr=recipe.lr,
-                               epochs=args.epochs or recipe.epochs, warmup_epochs=recipe.warmup_epochs,
-                               num_views=args.num_views or recipe.num_views,
-                               proj_hidden=tuple(args.proj_hidden) if args.proj_hidden else None,
-                               proj_out=args.proj_out)
+        self.spec = get_method(
+            recipe.method,
+            batch_size=args.batch_size or recipe.batch_size,
+            lr=recipe.lr,
+            epochs=args.epochs or recipe.epochs,
+            warmup_epochs=recipe.warmup_epochs,
+            num_views=args.num_views or recipe.num_views,
+            proj_hidden=tuple(args.proj_hidden) if args.proj_hidden else None,
+            proj_out=args.proj_out,
+        )
         spec = self.spec
-        self.views = preset("emp_ssl", n_patches=spec.num_views) if spec.views == "emp_ssl" \
-            else preset(spec.views, "cifar10")
+        self.views = (
+            preset("emp_ssl", n_patches=spec.num_views) if spec.views == "emp_ssl" else preset(spec.views, "cifar10")
+        )
         self.backbone_kwargs = {"width": args.width} if args.width else {}
         self.loss_backend = "auto" if ours else "reference"
         self.model = self._fresh_model(0).to(device)
@@ -224,33 +270,64 @@ class RecipeRunner:
         self.steps_per_epoch = train.images.shape[0] // self.batch
         total = spec.epochs * self.steps_per_epoch
         lr = spec.lr * (self.batch / spec.lr_ref_batch if spec.lr_ref_batch else 1.0)
-        self.optimizer = build_optimizer(spec.optimizer, self.model, torch.tensor(lr, device=device),
-                                         spec.weight_decay, eta=spec.eta, clip_lr=spec.clip_lr)
-        schedule = functools.partial(warmup_cosine, total_steps=total,
-                                     warmup_steps=spec.warmup_epochs * self.steps_per_epoch, base_lr=lr,
-                                     final_lr=spec.final_lr, start_lr=spec.warmup_start_lr)
-        ema = functools.partial(momentum_tau, total_steps=total, base_tau=spec.momentum[0],
-                                final_tau=spec.momentum[1]) if spec.momentum else None
+        self.optimizer = build_optimizer(
+            spec.optimizer,
+            self.model,
+            torch.tensor(lr, device=device),
+            spec.weight_decay,
+            eta=spec.eta,
+            clip_lr=spec.clip_lr,
+        )
+        schedule = functools.partial(
+            warmup_cosine,
+            total_steps=total,
+            warmup_steps=spec.warmup_epochs * self.steps_per_epoch,
+            base_lr=lr,
+            final_lr=spec.final_lr,
+            start_lr=spec.warmup_start_lr,
+        )
+        ema = (
+            functools.partial(momentum_tau, total_steps=total, base_tau=spec.momentum[0], final_tau=spec.momentum[1])
+            if spec.momentum
+            else None
+        )
         compile_ = args.compile if args.compile is not None else device.type == "cuda"
-        self.step = make_train_step(self.model, self.optimizer, views=self.views, schedule=schedule,
-                                    compile=compile_ if ours else False,
-                                    amp_dtype="auto" if ours else None,
-                                    channels_last="auto" if ours else False, ema=ema,
-                                    augment_backend="auto")
-        self.config = {"method": spec.name, "epochs": spec.epochs, "batch_size": self.batch, "lr": lr,
-                       "optimizer": spec.optimizer, "weight_decay": spec.weight_decay, "num_views": len(self.views),
-                       "backbone": recipe.backbone, "backbone_kwargs": self.backbone_kwargs,
-                       "loss_backend": self.loss_backend, "compiled": bool(compile_ and ours),
-                       "amp": str(self.step.amp_dtype), "channels_last": self.step.channels_last,
-                       "augmentation": "fused on-device views" if ours else "CPU DataLoader + PIL per image",
-                       "source": recipe.source}
+        self.step = make_train_step(
+            self.model,
+            self.optimizer,
+            views=self.views,
+            schedule=schedule,
+            compile=compile_ if ours else False,
+            amp_dtype="auto" if ours else None,
+            channels_last="auto" if ours else False,
+            ema=ema,
+            augment_backend="auto",
+        )
+        self.config = {
+            "method": spec.name,
+            "epochs": spec.epochs,
+            "batch_size": self.batch,
+            "lr": lr,
+            "optimizer": spec.optimizer,
+            "weight_decay": spec.weight_decay,
+            "num_views": len(self.views),
+            "backbone": recipe.backbone,
+            "backbone_kwargs": self.backbone_kwargs,
+            "loss_backend": self.loss_backend,
+            "compiled": bool(compile_ and ours),
+            "amp": str(self.step.amp_dtype),
+            "channels_last": self.step.channels_last,
+            "augmentation": "fused on-device views" if ours else "CPU DataLoader + PIL per image",
+            "source": recipe.source,
+        }
 
     def _fresh_model(self, seed: int):
         from sslfast.methods import build_model
 
         torch.manual_seed(seed)
-        return build_model(self.spec, self.recipe.backbone, backbone_kwargs=self.backbone_kwargs,
-                           backend=self.loss_backend)
+        return build_model(
+            self.spec, self.recipe.backbone, backbone_kwargs=self.backbone_kwargs, backend=self.loss_backend
+        )
 
     def reset(self, seed: int) -> None:
         """A freshly seeded model loaded *into* the compiled one: no recompilation between runs."""
@@ -263,7 +340,7 @@ class RecipeRunner:
             g = torch.Generator(device=train.images.device).manual_seed(seed * 100_003 + epoch)
             perm = torch.randperm(train.images.shape[0], generator=g, device=train.images.device)
             for i in range(self.steps_per_epoch):
-                yield train.images[perm[i * self.batch:(i + 1) * self.batch]]
+                yield train.images[perm[i * self.batch : (i + 1) * self.batch]]
         else:
             for views, _ in self._loader(train, seed, epoch):
                 yield [v.to(self.device, non_blocking=True) for v in views]
@@ -274,9 +351,14 @@ class RecipeRunner:
         if not hasattr(self, "_dl"):
             workers = self.args.workers if self.args.workers is not None else (os.cpu_count() or 1)
             self._dl = torch.utils.data.DataLoader(
-                PILViewDataset(train.images.cpu(), train.labels.cpu(), self.views, seed=seed), batch_size=self.batch,
-                shuffle=True, drop_last=True, num_workers=workers, persistent_workers=workers > 0,
-                pin_memory=self.device.type == "cuda")
+                PILViewDataset(train.images.cpu(), train.labels.cpu(), self.views, seed=seed),
+                batch_size=self.batch,
+                shuffle=True,
+                drop_last=True,
+                num_workers=workers,
+                persistent_workers=workers > 0,
+                pin_memory=self.device.type == "cuda",
+            )
         return self._dl
 
     def train_steps(self, batch) -> None:
@@ -318,11 +400,19 @@ class RecipeRunner:
                 eval_s += time.perf_counter() - t0
         train_s = timer.read()
         return {
-            "recipe": self.recipe.name, "pipeline": self.recipe.pipeline, "seed": seed,
-            "backbone": self.recipe.backbone, "curve": curve, "knn_curve": knn_curve,
-            "thresholds": crossings(curve, thresholds), "knn_thresholds": crossings(knn_curve, thresholds),
-            "final_linear_top1": curve[-1][2] if curve else None, "train_seconds": train_s, "eval_seconds": eval_s,
-            "steps": self.step.step, "config": self.config,
+            "recipe": self.recipe.name,
+            "pipeline": self.recipe.pipeline,
+            "seed": seed,
+            "backbone": self.recipe.backbone,
+            "curve": curve,
+            "knn_curve": knn_curve,
+            "thresholds": crossings(curve, thresholds),
+            "knn_thresholds": crossings(knn_curve, thresholds),
+            "final_linear_top1": curve[-1][2] if curve else None,
+            "train_seconds": train_s,
+            "eval_seconds": eval_s,
+            "steps": self.step.step,
+            "config": self.config,
         }
 
 
@@ -348,17 +438,30 @@ def summarise(rows: list[dict]) -> list[dict]:
             m = sum(xs) / len(xs)
             return m, (math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0)
 
-        out.append({"recipe": name, "runs": len(group), "final_linear_top1_mean_std": mean_std(finals),
-                    "train_seconds_mean_std": mean_std(secs)})
+        out.append(
+            {
+                "recipe": name,
+                "runs": len(group),
+                "final_linear_top1_mean_std": mean_std(finals),
+                "train_seconds_mean_std": mean_std(secs),
+            }
+        )
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="sslfast bench tta", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--recipe", action="append", choices=sorted(RECIPES),
-                        help="recipes to run (repeatable; default: emp_ssl and emp_ssl_reference)")
-    parser.add_argument("--seeds", type=int, default=None, help="timed runs per recipe after one warm-up (default 3; quick 1)")
+    parser = argparse.ArgumentParser(
+        prog="sslfast bench tta", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--recipe",
+        action="append",
+        choices=sorted(RECIPES),
+        help="recipes to run (repeatable; default: emp_ssl and emp_ssl_reference)",
+    )
+    parser.add_argument(
+        "--seeds", type=int, default=None, help="timed runs per recipe after one warm-up (default 3; quick 1)"
+    )
     parser.add_argument("--data", default="cifar10", choices=["cifar10", "synthetic"])
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--subset", type=int, default=None, help="train on the first n images")
@@ -367,7 +470,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--num-views", type=int, default=None, help="EMP-SSL patches")
     parser.add_argument("--width", type=int, default=None, help="ResNet width (tiny models for CPU runs)")
-    parser.add_argument("--backbone", default=None, help="override the recipes' backbone (e.g. vit_tiny, resnet50_cifar)")
+    parser.add_argument(
+        "--backbone", default=None, help="override the recipes' backbone (e.g. vit_tiny, resnet50_cifar)"
+    )
     parser.add_argument("--proj-hidden", type=int, nargs="*", default=None)
     parser.add_argument("--proj-out", type=int, default=None)
     parser.add_argument("--thresholds", type=float, nargs="*", default=list(DEFAULT_THRESHOLDS))
@@ -375,11 +480,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probe-epochs", type=int, default=100, help="linear-probe optimisation epochs")
     parser.add_argument("--warmup-steps", type=int, default=20, help="untimed steps of the warm-up run")
     parser.add_argument("--workers", type=int, default=None, help="reference DataLoader workers (default: all cores)")
-    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                        help="compile our step (default: on for CUDA)")
+    parser.add_argument(
+        "--compile", action=argparse.BooleanOptionalAction, default=None, help="compile our step (default: on for CUDA)"
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--quick", action="store_true",
-                        help="reduced run: synthetic 512 images, width-8 ResNet, 2 epochs, 1 seed, 4 patches")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="reduced run: synthetic 512 images, width-8 ResNet, 2 epochs, 1 seed, 4 patches",
+    )
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     if args.quick:
@@ -403,26 +512,48 @@ def main(argv: list[str] | None = None) -> int:
             recipe = dataclasses.replace(recipe, backbone=args.backbone)
         runner = RecipeRunner(recipe, train_dev, device, args)
         mean, std = runner.views[0].mean, runner.views[0].std
-        evaluator = Evaluator(train_dev.images, train_dev.labels, test_dev.images, test_dev.labels, mean, std,
-                              args.knn_train, args.probe_epochs, runner.step.amp_dtype)
+        evaluator = Evaluator(
+            train_dev.images,
+            train_dev.labels,
+            test_dev.images,
+            test_dev.labels,
+            mean,
+            std,
+            args.knn_train,
+            args.probe_epochs,
+            runner.step.amp_dtype,
+        )
         data = train_dev if recipe.pipeline == "ours" else train
         warmups[name] = runner.warm_up(data, args.warmup_steps)
         for seed in range(args.seeds):
             row = runner.run(data, evaluator, seed, args.thresholds)
             rows.append(row)
-            print(f"{name} seed {seed}: {row['train_seconds']:.1f} s training, final linear top-1 "
-                  f"{row['final_linear_top1']:.2f}%, thresholds {row['thresholds']}", file=sys.stderr)
-    notes = [f"data: {data_label}" + (f", first {args.subset} train / {args.test_subset} test images"
-                                      if args.subset else "")]
+            print(
+                f"{name} seed {seed}: {row['train_seconds']:.1f} s training, final linear top-1 "
+                f"{row['final_linear_top1']:.2f}%, thresholds {row['thresholds']}",
+                file=sys.stderr,
+            )
+    notes = [
+        f"data: {data_label}" + (f", first {args.subset} train / {args.test_subset} test images" if args.subset else "")
+    ]
     if device.type != "cuda":
         notes.append("CPU run: evidence that the harness runs end to end, not a speed or accuracy result")
     if args.quick:
         notes.append("quick: reduced run (tiny model, few epochs)")
-    payload = {"quick": args.quick, "notes": notes, "code_hash": code_hash(), "thresholds": args.thresholds,
-               "warmup_seconds": warmups, "summary": summarise(rows), "results": rows}
+    payload = {
+        "quick": args.quick,
+        "notes": notes,
+        "code_hash": code_hash(),
+        "thresholds": args.thresholds,
+        "warmup_seconds": warmups,
+        "summary": summarise(rows),
+        "results": rows,
+    }
     path = write_results("tta", payload, args.out, device)
     for s in payload["summary"]:
-        print(f"{s['recipe']}: {s['runs']} runs, final linear top-1 {s['final_linear_top1_mean_std']}, "
-              f"training seconds {s['train_seconds_mean_std']}")
+        print(
+            f"{s['recipe']}: {s['runs']} runs, final linear top-1 {s['final_linear_top1_mean_std']}, "
+            f"training seconds {s['train_seconds_mean_std']}"
+        )
     print(f"results: {path}")
     return 0
