@@ -174,22 +174,27 @@ def multicrop_infonce_fwd_torch(z, row_scale, temperature: float, q_start: int, 
     x = z.to(acc).reshape(v * bg, d)
     norm = x.norm(dim=1, keepdim=True)
     u = x / norm.clamp_min(NORM_EPS)
-    img = torch.arange(q_start, q_start + q_count, device=z.device)
-    qrows = (torch.arange(v, device=z.device)[:, None] * bg + img).reshape(-1)
-    cols = torch.arange(v * bg, device=z.device)
+    dev = z.device
+    views = torch.arange(v, device=dev)
+    img = torch.arange(q_start, q_start + q_count, device=dev)
+    qrows = (views[:, None] * bg + img).reshape(-1)
+    # positives of the query (view a, image b): image b in every other view, V−1 columns per row
+    others = views[None, :].expand(v, v)[~torch.eye(v, dtype=torch.bool, device=dev)].view(v, v - 1)
+    pos = (others[:, None, :] * bg + img[None, :, None]).reshape(-1, v - 1)
     uq = u[qrows]
     s = (uq @ u.T) / temperature
-    is_self = cols[None, :] == qrows[:, None]
-    is_pos = ((cols % bg)[None, :] == (qrows % bg)[:, None]) & ~is_self
-    s_all = s.masked_fill(is_self, float("-inf"))
-    s_pos = s.masked_fill(~is_pos, float("-inf"))
-    lse_all = torch.logsumexp(s_all, 1)
+    s.scatter_(1, qrows[:, None], float("-inf"))  # drop self in place: no (Nq, N) mask
+    s_pos = s.gather(1, pos)
+    lse_all = torch.logsumexp(s, 1)
     lse_pos = torch.logsumexp(s_pos, 1)
     c = row_scale.to(acc).reshape(-1)
     loss = (c * (lse_all - lse_pos)).sum()
     if not compute_grad:
         return loss, z.new_empty(0)
-    g = (c / temperature)[:, None] * (torch.exp(s_all - lse_all[:, None]) - torch.exp(s_pos - lse_pos[:, None]))
+    # dL/ds = c/T·(P − Q): P the softmax over j ≠ i (in place on s), Q over the positives (scattered)
+    g = s.sub_(lse_all[:, None]).exp_()
+    g.scatter_add_(1, pos, -torch.exp(s_pos - lse_pos[:, None]))
+    g.mul_((c / temperature)[:, None])
     gu = g.T @ uq  # as keys
     gu = gu.index_add(0, qrows, g @ u)  # as queries
     return loss, normalize_backward(gu, u, norm, NORM_EPS).reshape(v, bg, d).to(z.dtype)
