@@ -179,7 +179,7 @@ def multicrop_infonce_fwd_torch(z, row_scale, temperature: float, q_start: int, 
     img = torch.arange(q_start, q_start + q_count, device=dev)
     qrows = (views[:, None] * bg + img).reshape(-1)
     # positives of the query (view a, image b): image b in every other view, V−1 columns per row
-    others = views[None, :].expand(v, v)[~torch.eye(v, dtype=torch.bool, device=dev)].view(v, v - 1)
+    others = (views[:, None] + torch.arange(1, v, device=dev)[None, :]) % v  # static shape: compile-safe
     pos = (others[:, None, :] * bg + img[None, :, None]).reshape(-1, v - 1)
     uq = u[qrows]
     s = (uq @ u.T) / temperature
