@@ -92,6 +92,22 @@ def peak_memory_mb(fn: Callable[[], object], device: torch.device) -> float | No
     return (torch.cuda.max_memory_allocated(device) - base) / 2**20
 
 
+def load_cifar10_from_known_places(root: str | os.PathLike | None, test: bool = True):
+    """CIFAR-10 ``(train, test or None)`` from ``root``, ``$SSLFAST_DATA`` or ``../shared/data``
+    (the first that loads). Raises the last ``DatasetError``, naming every place tried."""
+    from sslfast.data_pipelines import load_cifar10
+    from sslfast.data_pipelines.datasets import DatasetError
+
+    tried = [str(c) for c in (root, os.environ.get("SSLFAST_DATA"), Path.cwd().parent / "shared" / "data") if c]
+    last: DatasetError | None = None
+    for place in tried:
+        try:
+            return load_cifar10(place, train=True), (load_cifar10(place, train=False) if test else None)
+        except DatasetError as e:
+            last = e
+    raise DatasetError(f"CIFAR-10 not found in any of {tried}; last error: {last}")
+
+
 def default_results_dir() -> Path:
     if os.environ.get(RESULTS_DIR_ENV):
         return Path(os.environ[RESULTS_DIR_ENV])

@@ -22,11 +22,10 @@ import argparse
 import dataclasses
 import os
 import time
-from pathlib import Path
 
 import torch
 
-from .common import sync, write_results
+from .common import load_cifar10_from_known_places, sync, write_results
 
 EPOCH_IMAGES = 50_000
 TARGET_EPOCH_S = 1.5
@@ -34,18 +33,12 @@ TARGET_SPEEDUP = 15.0
 
 
 def _data(root: str | None, n: int | None, seed: int = 0):
-    from sslfast.data_pipelines import load_cifar10, make_synthetic
+    from sslfast.data_pipelines import make_synthetic
     from sslfast.data_pipelines.datasets import DatasetError
 
-    candidates = [root, os.environ.get("SSLFAST_DATA"), str(Path.cwd().parent / "shared" / "data")]
-    for c in candidates:
-        if c and Path(c).exists():
-            try:
-                ds, label = load_cifar10(c, train=True), "cifar10"
-                break
-            except DatasetError:
-                continue
-    else:
+    try:
+        ds, label = load_cifar10_from_known_places(root, test=False)[0], "cifar10"
+    except DatasetError:
         ds = make_synthetic(n or EPOCH_IMAGES, 10, 32, seed=seed)
         label = "synthetic 32x32 (CIFAR-10 not found; same shape)"
     if n is not None:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from .common import sync, write_results
+from .common import load_cifar10_from_known_places, sync, write_results
 
 DEFAULT_THRESHOLDS = (85.0, 90.0)
 
@@ -123,7 +123,7 @@ def code_hash() -> str:
 
 def load_data(data: str, root: str | None, subset: int | None, test_subset: int | None, seed: int = 0):
     """(train, test, label): CIFAR-10 (root / $SSLFAST_DATA / ../shared/data) or synthetic."""
-    from sslfast.data_pipelines import load_cifar10, make_synthetic
+    from sslfast.data_pipelines import make_synthetic
     from sslfast.data_pipelines.datasets import DatasetError
 
     if data == "synthetic":
@@ -132,19 +132,11 @@ def load_data(data: str, root: str | None, subset: int | None, test_subset: int 
         test = make_synthetic(test_subset or max(n // 5, 200), 10, 32, seed=seed + 10_000)
         label = "synthetic (class-structured, 32x32)"
     elif data == "cifar10":
-        candidates = [root, os.environ.get("SSLFAST_DATA"), str(Path.cwd().parent / "shared" / "data")]
-        last = None
-        for c in (c for c in candidates if c):
-            try:
-                train, test = load_cifar10(c, train=True), load_cifar10(c, train=False)
-                break
-            except DatasetError as e:
-                last = e
-        else:
-            raise SystemExit(
-                f"sslfast bench tta: CIFAR-10 not found (tried {[c for c in candidates if c]}); "
-                f"pass --data-root or set SSLFAST_DATA, or use --data synthetic. Last error: {last}"
-            )
+        try:
+            train, test = load_cifar10_from_known_places(root)
+        except DatasetError as e:
+            hint = "pass --data-root or set SSLFAST_DATA, or use --data synthetic"
+            raise SystemExit(f"sslfast bench tta: {e}; {hint}") from None
         label = "CIFAR-10"
     else:
         raise SystemExit(f"sslfast bench tta: --data must be 'cifar10' or 'synthetic', got {data!r}")
