@@ -38,12 +38,25 @@ test: install
 bench: install
 	$(VENV)/bin/sslfast bench losses
 
-# On a CUDA machine that already has torch+triton (no registry access): tests and benchmarks in place.
+# On a CUDA machine that already has torch+triton (no registry access): tests and benchmarks in place,
+# in stages that each fit one device call (STAGES="tests losses ..."; see bench/README.md).
+STAGES ?= all
 gpu:
-	bash bench/gpu_run.sh
+	bash bench/gpu_run.sh $(STAGES)
+
+# The lent GPU's stack on a CPU: torch 2.11 (the PyPI build, ~5 GB with its CUDA libraries) and
+# triton 3.6, whose interpreter needs numpy < 2.4. Runs the suite there before device time is spent.
+COMPAT_VENV ?= .compat
+.PHONY: compat
+compat:
+	test -x $(COMPAT_VENV)/bin/python || $(PY) -m venv $(COMPAT_VENV)
+	$(COMPAT_VENV)/bin/python -m pip install -q "torch==2.11.0" "triton==3.6.*" "numpy>=2,<2.4"
+	$(COMPAT_VENV)/bin/python -m pip install -q -e ".[test,bench]" "torch==2.11.0" "numpy>=2,<2.4"
+	$(COMPAT_VENV)/bin/python -m pip install -q --no-deps "$(LIGHTLY)"
+	TRITON_INTERPRET=1 $(COMPAT_VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) $(COMPAT_VENV) build dist *.egg-info
 
 # bench/report/report.md + plots from bench/results/*.json; regenerates the README's results section.
 .PHONY: report

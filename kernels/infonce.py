@@ -56,9 +56,15 @@ def _tiles(dp: int) -> tuple[int, int, int]:
 
 
 def _precision(dtype: torch.dtype) -> str:
-    # fp32/fp64 inputs: full-precision dot so results track the fp64 reference tightly. bf16/fp16
-    # inputs already carry ~1e-3 rounding, so tf32 (10-bit mantissa, tensor cores) loses nothing.
-    return "ieee" if dtype in (torch.float32, torch.float64) else "tf32"
+    # fp32 follows torch's own matmul setting: full-precision dots by default ("highest"), so
+    # results track the fp64 reference, and TF32 tensor cores once a user opts in with
+    # torch.set_float32_matmul_precision("high"), as for every other fp32 matmul in the step.
+    # bf16/fp16 inputs already carry ~1e-3 rounding, so tf32 loses nothing; fp64 stays exact.
+    if dtype == torch.float64:
+        return "ieee"
+    if dtype == torch.float32:
+        return "ieee" if torch.get_float32_matmul_precision() == "highest" else "tf32"
+    return "tf32"
 
 
 @triton.jit

@@ -19,7 +19,15 @@ from torch import nn
 
 from ._checks import check_tensor
 
-__all__ = ["KNNMonitor", "KNNResult", "extract_features", "knn_classify", "linear_probe", "normalizer"]
+__all__ = [
+    "KNNMonitor",
+    "KNNResult",
+    "extract_features",
+    "extract_patch_features",
+    "knn_classify",
+    "linear_probe",
+    "normalizer",
+]
 
 
 def _device(device) -> torch.device:
@@ -174,6 +182,65 @@ def extract_features(
         raise ValueError("data is empty: no batches to extract features from")
     out = torch.cat(feats)
     return (out, torch.cat(labels)) if return_labels else out
+
+
+class _PatchMean(nn.Module):
+    """uint8 images -> mean embedding of their random views (one forward over all of them)."""
+
+    def __init__(self, model: nn.Module, views: list, generator: torch.Generator):
+        super().__init__()
+        self.model, self.views, self.generator = model, views, generator
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        from sslfast.data_pipelines import make_views
+
+        crops = make_views(images, self.views, self.generator)
+        z = self.model(torch.cat(crops))
+        if not isinstance(z, torch.Tensor) or z.dim() != 2:
+            shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
+            raise ValueError(f"model must return (batch, D) features, got {shape}")
+        return z.float().view(len(crops), images.shape[0], -1).mean(0)
+
+
+def extract_patch_features(
+    model: nn.Module,
+    images: torch.Tensor,
+    views,
+    *,
+    views_per_batch: int = 4096,
+    seed: int = 0,
+    device=None,
+    autocast_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    r"""Bag-of-patches features (EMP-SSL, Tong et al. 2023): :math:`f(x) = \frac1P\sum_p g(v_p(x))`.
+
+    Each uint8 image (N, C, H, W) gets P random views drawn by ``make_views`` from ``views``
+    (a list of ``ViewSpec``, e.g. ``preset("emp_ssl", n_patches=128)`` as in the official
+    evaluation), and its feature is the mean of the model's embeddings of those views. The
+    average is taken on the fly, so memory is O(N·D), not O(P·N·D). Seeded: the same ``seed``
+    gives the same patches. Returns float32 (N, D) on ``device``.
+    """
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
+    if images.dtype != torch.uint8 or images.dim() != 4:
+        raise TypeError(
+            f"images must be a uint8 (N, C, H, W) tensor, got {images.dtype} with shape {tuple(images.shape)}"
+        )
+    views = list(views)
+    if not views:
+        raise ValueError("views must hold at least one ViewSpec, got none")
+    if isinstance(views_per_batch, bool) or not isinstance(views_per_batch, int) or views_per_batch < 1:
+        raise ValueError(f"views_per_batch must be a positive int, got {views_per_batch!r}")
+    dev = _device(device)
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    return extract_features(
+        _PatchMean(model, views, gen),
+        images,
+        transform=lambda x: x,  # make_views takes the uint8 images and normalises them itself
+        batch_size=max(1, views_per_batch // len(views)),
+        device=dev,
+        autocast_dtype=autocast_dtype,
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -342,11 +342,13 @@ class VisionTransformer(nn.Module):
 
 
 def vit_tiny(*, patch_size: int = 16, **kw) -> VisionTransformer:
-    return VisionTransformer(embed_dim=192, depth=12, num_heads=3, patch_size=patch_size, **kw)
+    """ViT-Ti/``patch_size`` (DeiT): 192 wide, 12 blocks, 3 heads; keyword overrides shrink it for CPU tests."""
+    return VisionTransformer(**{"embed_dim": 192, "depth": 12, "num_heads": 3, **kw}, patch_size=patch_size)
 
 
 def vit_small(*, patch_size: int = 16, **kw) -> VisionTransformer:
-    return VisionTransformer(embed_dim=384, depth=12, num_heads=6, patch_size=patch_size, **kw)
+    """ViT-S/``patch_size`` (DeiT): 384 wide, 12 blocks, 6 heads."""
+    return VisionTransformer(**{"embed_dim": 384, "depth": 12, "num_heads": 6, **kw}, patch_size=patch_size)
 
 
 # --------------------------------------------------------------------------------------------

@@ -168,6 +168,12 @@ def tta(run: Run, out: Path, stem: str) -> list[str]:
         for (b, pipeline, recipe), runs in groups.items():
             if b != backbone:
                 continue
+            init = [acc for r in runs for s, _epoch, acc in r["curve"] if s == 0]
+            if init:  # --probe-init: the untrained network's accuracy, the floor (0 s has no log-x)
+                ax.axhline(
+                    sum(init) / len(init), color=colors[recipe], lw=0.8, ls="-.", alpha=0.6,
+                    label=f"{recipe} untrained",
+                )
             for k, r in enumerate(runs):
                 pts = [(s, acc) for s, _epoch, acc in r["curve"] if s > 0]
                 if pts:

@@ -6,7 +6,14 @@ import torch.nn.functional as F
 from conftest import rel_err
 from torch import nn
 
-from sslfast.evaluation import KNNMonitor, extract_features, knn_classify, linear_probe, normalizer
+from sslfast.evaluation import (
+    KNNMonitor,
+    extract_features,
+    extract_patch_features,
+    knn_classify,
+    linear_probe,
+    normalizer,
+)
 
 
 def _knn_reference(train, train_y, test, k, temperature, num_classes):
@@ -144,6 +151,48 @@ def test_extract_features_bad_input():
         extract_features(net, [], device="cpu")
     with pytest.raises(ValueError, match="return_labels needs"):
         extract_features(net, torch.zeros(2, 3, 8, 8), device="cpu", return_labels=True)
+
+
+def test_patch_features_are_the_mean_embedding_of_seeded_views():
+    from sslfast.data_pipelines import make_views, preset
+
+    from sslfast.models import build_backbone
+
+    torch.manual_seed(0)
+    model = build_backbone("resnet18_cifar", width=4).train()
+    images = torch.randint(0, 256, (7, 3, 32, 32), dtype=torch.uint8)
+    views = preset("emp_ssl", n_patches=3)
+    # 6 views per batch: chunks of 2 images, the last one partial
+    got = extract_patch_features(model, images, views, views_per_batch=6, seed=5, device="cpu")
+    assert got.shape == (7, model.feat_dim) and got.dtype == torch.float32
+    assert model.training  # mode restored
+
+    # independent path: the same generator stream, one forward per view, mean over views
+    gen = torch.Generator().manual_seed(5)
+    model.eval()
+    want = []
+    with torch.no_grad():
+        for chunk in images.split(2):
+            crops = make_views(chunk, views, gen)
+            want.append(torch.stack([model(c).double() for c in crops]).mean(0))
+    assert rel_err(got, torch.cat(want)) < 1e-5
+    again = extract_patch_features(model, images, views, views_per_batch=6, seed=5, device="cpu")
+    other = extract_patch_features(model, images, views, views_per_batch=6, seed=6, device="cpu")
+    assert torch.equal(got, again) and not torch.allclose(got, other)
+
+
+def test_patch_features_bad_input():
+    from sslfast.data_pipelines import preset
+
+    model = nn.Flatten()
+    views = preset("emp_ssl", n_patches=2)
+    with pytest.raises(TypeError, match=r"images must be a uint8 \(N, C, H, W\) tensor, got torch.float32"):
+        extract_patch_features(model, torch.zeros(2, 3, 32, 32), views, device="cpu")
+    u8 = torch.zeros(2, 3, 32, 32, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="views must hold at least one ViewSpec"):
+        extract_patch_features(model, u8, [], device="cpu")
+    with pytest.raises(ValueError, match="views_per_batch must be a positive int, got 0"):
+        extract_patch_features(model, u8, views, views_per_batch=0, device="cpu")
 
 
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adamw"])

@@ -115,6 +115,20 @@ def test_multicrop_triton_fp64(b, v, d, t):
     assert close(out, ref, 1e-12) and close(g, gref, 1e-10)
 
 
+def test_fp32_dot_precision_follows_torchs_matmul_setting():
+    from sslfast.kernels.infonce import _precision
+
+    before = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("highest")
+        assert _precision(torch.float32) == "ieee"
+        torch.set_float32_matmul_precision("high")
+        assert _precision(torch.float32) == "tf32"
+        assert _precision(torch.float64) == "ieee" and _precision(torch.bfloat16) == "tf32"
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
 @pytest.mark.parametrize("b,v,d,t", [(5, 8, 3, 0.1), (64, 2, 33, 0.05), (7, 3, 20, 0.5)])
 def test_multicrop_triton_multitile(small_tiles, b, v, d, t):
     """16-row tiles: several query and key tiles, the last one partial, positives across tiles."""

@@ -130,12 +130,36 @@ def test_tta_mean_std_ratio_and_goals(built):
     fast = [r for r in rows_of(tta, "emp_ssl_fast") if r[2] == "resnet18"][0]
     assert fast[3] == "3" and fast[4] == "42.0 ± 2.00 s (epoch 8.40)"
     assert fast[5] == "not reached (2/3 seeds)"
-    assert fast[9] == "85%: 20.0×, 90%: —"  # 840 s / 42 s, same file; 90%: not every seed crossed
+    assert fast[7] == "—"  # no --probe-init in that file
+    assert fast[10] == "85%: 20.0×, 90%: —"  # 840 s / 42 s, same file; 90%: not every seed crossed
     vit = [r for r in rows_of(tta, "emp_ssl_fast") if r[2] == "vit_tiny"][0]
-    assert vit[9] == "85%: —, 90%: —"  # no reference recipe for vit_tiny in that file
+    assert vit[10] == "85%: —, 90%: —"  # no reference recipe for vit_tiny in that file
     assert "emp_ssl_fast / resnet18: ≥ 85% in ≤ 45.0 s on NVIDIA H100 80GB HBM3: met" in tta
     assert "emp_ssl_fast / vit_tiny: ≥ 85% in ≤ 45.0 s on NVIDIA H100 80GB HBM3: not judged" in tta
     assert "CPU run: the time-to-accuracy goals" in tta
+
+
+def test_tta_ratio_is_a_lower_bound_when_the_reference_never_crossed(tmp_path):
+    doc = json.loads((FIXTURES / "tta-h100.json").read_text())
+    for row in doc["results"]:
+        if row["pipeline"] == "reference":
+            row["thresholds"]["85"] = None  # stopped by --max-train-seconds before reaching 85%
+        else:
+            row["curve"].insert(0, [0.0, 0, 30.0 + row["seed"]])  # --probe-init: the untrained floor
+            row.setdefault("config", {})["linear_probe_features"] = "mean embedding of 16 random patches"
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "tta-h100.json").write_text(json.dumps(doc))
+    build(results, tmp_path / "out", plots=False)
+    tta = section((tmp_path / "out" / "report.md").read_text(), "Time to accuracy")
+    fast = [r for r in rows_of(tta, "emp_ssl_fast") if r[2] == "resnet18"][0]
+    # each reference seed trained 1000 s without reaching 85%: its crossing is > 1000 s, ours 42 s
+    assert fast[10] == "85%: > 23.8× (reference not reached), 90%: —"
+    assert fast[7] == "31.0 ± 1.00 %"  # untrained top-1 over seeds 0, 1, 2
+    assert "- emp_ssl_fast / resnet18: linear probe on mean embedding of 16 random patches\n" in tta
+    assert fast[4] == "42.0 ± 2.00 s (epoch 8.40)"  # the 0 s point does not count as a crossing
+    (ref,) = [r for r in rows_of(tta, "emp_ssl_official")]
+    assert ref[4] == "not reached (0/2 seeds)"
 
 
 def test_readme_section_generated_between_markers(built):

@@ -18,6 +18,52 @@ def test_recipes_include_the_reference():
     assert RECIPES["emp_ssl_reference"].method == RECIPES["emp_ssl"].method
 
 
+def test_quick_defaults_to_synthetic_data_but_honours_an_explicit_choice():
+    from sslfast.benchmarks.speedrun import parse_args
+
+    assert parse_args(["--quick"]).data == "synthetic"
+    assert parse_args(["--quick", "--data", "cifar10"]).data == "cifar10"
+    assert parse_args(["--quick", "--data-root", "/d"]).data == "cifar10"
+    full = parse_args([])
+    assert (full.data, full.seeds, full.epochs, full.width) == ("cifar10", 3, None, None)
+    quick = parse_args(["--quick", "--seeds", "2", "--width", "16"])
+    assert (quick.seeds, quick.width, quick.subset, quick.vit_depth) == (2, 16, 512, 2)
+
+
+def test_default_recipes_run_a_second_backbone_and_the_reference():
+    from sslfast.benchmarks.speedrun import DEFAULT_RECIPES
+
+    recipes = [RECIPES[n] for n in DEFAULT_RECIPES]
+    assert {r.backbone for r in recipes if r.method == "emp_ssl"} == {"resnet18_cifar", "vit_tiny"}
+    assert any(r.pipeline == "reference" for r in recipes)
+
+
+def test_cpu_size_overrides_reach_the_right_backbone():
+    from argparse import Namespace
+
+    from sslfast.benchmarks.speedrun import backbone_kwargs
+
+    args = Namespace(width=8, vit_depth=2, vit_dim=48)
+    assert backbone_kwargs(RECIPES["emp_ssl"], args) == {"width": 8}
+    assert backbone_kwargs(RECIPES["emp_ssl_vit_tiny"], args) == {"patch_size": 4, "depth": 2, "embed_dim": 48}
+    none = Namespace(width=None, vit_depth=None, vit_dim=None)
+    assert backbone_kwargs(RECIPES["emp_ssl_vit_tiny"], none) == {"patch_size": 4}
+
+
+def test_training_budget_stops_the_run_and_still_probes(tmp_path):
+    rc = main(["--quick", "--data", "synthetic", "--recipe", "emp_ssl_vit_tiny", "--max-train-seconds", "0",
+               "--out", str(tmp_path)])
+    assert rc == 0
+    (path,) = tmp_path.glob("tta-*.json")
+    doc = json.loads(path.read_text())
+    validate(doc, path)
+    (row,) = doc["results"]
+    assert row["backbone"] == "vit_tiny" and row["config"]["backbone_kwargs"]["patch_size"] == 4
+    assert row["epochs_run"] == 1 and row["max_train_seconds"] == 0
+    assert len(row["curve"]) == 1 and len(row["knn_curve"]) == 1  # the stopped epoch is still evaluated
+    assert row["curve"][0][1] == 1
+
+
 @pytest.mark.slow
 def test_reduced_speedrun_end_to_end(tmp_path):
     rc = main(["--quick", "--data", "synthetic", "--recipe", "emp_ssl", "--recipe", "emp_ssl_reference",
