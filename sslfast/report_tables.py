@@ -338,7 +338,8 @@ def tta(run: Run) -> tuple[str, str]:
         for (backbone, _p, recipe), runs in tta_groups(run).items()
         if (feats := runs[0].get("config", {}).get("linear_probe_features"))
     ]
-    text = table(head, rows) + "\n" + "".join(f"- {line}\n" for line in protocol + tta_goals(run))
+    notes = list(run.doc.get("notes", []))
+    text = table(head, rows) + "\n" + "".join(f"- {line}\n" for line in notes + protocol + tta_goals(run))
     return text, text
 
 

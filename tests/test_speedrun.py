@@ -82,3 +82,24 @@ def test_reduced_speedrun_end_to_end(tmp_path):
         # points, and the reduced runs land at 25-36%, so 15% is above chance by ~4 sigma
         assert row["final_linear_top1"] > 15.0, row["curve"]
         assert len(row["knn_curve"]) == 2  # a kNN monitor after each of the 2 epochs
+
+
+def test_finished_runs_survive_a_command_cut_off_by_a_time_limit(tmp_path, monkeypatch):
+    from sslfast.benchmarks import speedrun
+
+    real_run, calls = speedrun.RecipeRunner.run, []
+
+    def run_then_die(self, *a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # what `timeout` does to the second seed
+        return real_run(self, *a, **k)
+
+    monkeypatch.setattr(speedrun.RecipeRunner, "run", run_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        main(["--quick", "--recipe", "emp_ssl_vit_tiny", "--seeds", "3", "--epochs", "1", "--out", str(tmp_path)])
+    (path,) = tmp_path.glob("tta-*.json")
+    doc = json.loads(path.read_text())
+    validate(doc, path)
+    assert len(doc["results"]) == 1 and doc["results"][0]["seed"] == 0
+    assert "incomplete: 1 of 3 timed runs finished when this was written" in doc["notes"]

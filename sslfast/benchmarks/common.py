@@ -120,14 +120,18 @@ def slug(text: str) -> str:
 
 
 def write_results(name: str, payload: dict, out_dir: str | os.PathLike | None = None,
-                  device: torch.device | None = None) -> Path:
-    """Write ``{"benchmark": name, "env": ..., **payload}`` as JSON and return its path."""
+                  device: torch.device | None = None, path: Path | None = None) -> Path:
+    """Write ``{"benchmark": name, "env": ..., **payload}`` as JSON and return its path.
+
+    ``path``: rewrite that file (a long benchmark saving its progress) instead of a new one.
+    """
     env = collect(device)
     doc = {"benchmark": name, "env": env, **payload}
-    out = Path(out_dir) if out_dir else default_results_dir()
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = env["timestamp"].replace(":", "").replace("-", "").replace("+0000", "Z")
-    path = out / f"{name}-{slug(env['device'])}-{stamp}.json"
+    if path is None:
+        out = Path(out_dir) if out_dir else default_results_dir()
+        out.mkdir(parents=True, exist_ok=True)
+        stamp = env["timestamp"].replace(":", "").replace("-", "").replace("+0000", "Z")
+        path = out / f"{name}-{slug(env['device'])}-{stamp}.json"
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(doc, indent=2, sort_keys=False, default=str))
     tmp.replace(path)

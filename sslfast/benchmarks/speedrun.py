@@ -513,6 +513,10 @@ def summarise(rows: list[dict]) -> list[dict]:
     return out
 
 
+def _seeds(recipe: Recipe, args) -> int:
+    return args.reference_seeds if recipe.pipeline == "reference" and args.reference_seeds else args.seeds
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line with ``--quick``'s reduced settings filled in where not given."""
     parser = argparse.ArgumentParser(
@@ -607,6 +611,28 @@ def main(argv: list[str] | None = None) -> int:
     train_dev, test_dev = train.to(device), test.to(device)
     rows, warmups = [], {}
     names = args.recipe or list(DEFAULT_RECIPES)
+    notes = [
+        f"data: {data_label}" + (f", first {args.subset} train / {args.test_subset} test images" if args.subset else "")
+    ]
+    if device.type != "cuda":
+        notes.append("CPU run: evidence that the harness runs end to end, not a speed or accuracy result")
+    if args.quick:
+        notes.append("quick: reduced run (tiny model, few epochs)")
+    planned = sum(_seeds(RECIPES[n], args) for n in names)
+
+    def payload(done: bool) -> dict:
+        progress = [] if done else [f"incomplete: {len(rows)} of {planned} timed runs finished when this was written"]
+        return {
+            "quick": args.quick,
+            "notes": notes + progress,
+            "code_hash": code_hash(),
+            "thresholds": args.thresholds,
+            "warmup_seconds": warmups,
+            "summary": summarise(rows),
+            "results": rows,
+        }
+
+    path = None  # rewritten after every run, so a command cut off by a time limit keeps its finished runs
     for name in names:
         recipe = RECIPES[name]
         if args.backbone:
@@ -627,8 +653,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         data = train_dev if recipe.pipeline == "ours" else train
         warmups[name] = runner.warm_up(data, args.warmup_steps)
-        seeds = args.reference_seeds if recipe.pipeline == "reference" and args.reference_seeds else args.seeds
-        for seed in range(seeds):
+        for seed in range(_seeds(recipe, args)):
             row = runner.run(data, evaluator, seed, args.thresholds, args.max_train_seconds, args.probe_init)
             rows.append(row)
             print(
@@ -636,24 +661,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"{row['final_linear_top1']:.2f}%, thresholds {row['thresholds']}",
                 file=sys.stderr,
             )
-    notes = [
-        f"data: {data_label}" + (f", first {args.subset} train / {args.test_subset} test images" if args.subset else "")
-    ]
-    if device.type != "cuda":
-        notes.append("CPU run: evidence that the harness runs end to end, not a speed or accuracy result")
-    if args.quick:
-        notes.append("quick: reduced run (tiny model, few epochs)")
-    payload = {
-        "quick": args.quick,
-        "notes": notes,
-        "code_hash": code_hash(),
-        "thresholds": args.thresholds,
-        "warmup_seconds": warmups,
-        "summary": summarise(rows),
-        "results": rows,
-    }
-    path = write_results("tta", payload, args.out, device)
-    for s in payload["summary"]:
+            if len(rows) < planned:
+                path = write_results("tta", payload(False), args.out, device, path=path)
+    path = write_results("tta", payload(True), args.out, device, path=path)
+    for s in summarise(rows):
         print(
             f"{s['recipe']}: {s['runs']} runs, final linear top-1 {s['final_linear_top1_mean_std']}, "
             f"training seconds {s['train_seconds_mean_std']}"
