@@ -16,15 +16,14 @@ export SSLFAST_RESULTS="$OUT" SSLFAST_DATA=${SSLFAST_DATA:-$PWD/.cifar}
 export SSLFAST_GIT_SHA=${SSLFAST_GIT_SHA:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
 
 # sslfast.kernels and sslfast.data_pipelines live outside sslfast/ (setup.py maps them), so a
-# bare PYTHONPATH does not import them: install in place, or else link them into a shadow tree.
+# bare checkout does not import them: install in place, or else link them into sslfast/ (the
+# links stay on the device machine; `python -m` puts the repo root first on sys.path anyway).
 if ! python -c "import sslfast.kernels, sslfast.data_pipelines" 2>/dev/null; then
-  if ! python -m pip install -q --no-deps --no-build-isolation --no-index -e . >/dev/null 2>&1; then
-    shadow=$(mktemp -d)
-    mkdir "$shadow/sslfast"
-    for f in sslfast/*; do ln -s "$PWD/$f" "$shadow/sslfast/"; done
-    ln -s "$PWD/kernels" "$shadow/sslfast/kernels"
-    ln -s "$PWD/data_pipelines" "$shadow/sslfast/data_pipelines"
-    export PYTHONPATH="$shadow${PYTHONPATH:+:$PYTHONPATH}"
+  if ! python -m pip install -q --no-deps --no-build-isolation --no-index -e . >/dev/null 2>&1 \
+     || ! python -c "import sslfast.kernels, sslfast.data_pipelines" 2>/dev/null; then
+    ln -sfn ../kernels sslfast/kernels
+    ln -sfn ../data_pipelines sslfast/data_pipelines
+    export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
   fi
 fi
 python -c "import sslfast.kernels, torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name())" || exit 1
