@@ -295,6 +295,12 @@ def _goal_text() -> str:
     return ", ".join(f"≥ {k}% in ≤ {num(v)} s" for k, v in TTA_GOALS_S.items())
 
 
+def backbone_label(backbone: str, runs: list[dict]) -> str:
+    """The backbone with its size overrides (a width-16 ResNet is not the published ResNet-18)."""
+    kw = runs[0].get("config", {}).get("backbone_kwargs") or {}
+    return backbone + (f" ({', '.join(f'{k}={v}' for k, v in kw.items())})" if kw else "")
+
+
 def tta(run: Run) -> tuple[str, str]:
     keys = tta_thresholds(run)
     rows = []
@@ -309,7 +315,7 @@ def tta(run: Run) -> tuple[str, str]:
             [
                 recipe,
                 pipeline,
-                backbone,
+                backbone_label(backbone, runs),
                 str(len(runs)),
                 *(_crossing_cell(runs, k) for k in keys),
                 mean_std(top1, " %"),
