@@ -40,7 +40,7 @@ bench: install
 
 # On a CUDA machine that already has torch+triton (no registry access): tests and benchmarks in place,
 # in stages that each fit one device call (STAGES="tests losses ..."; see bench/README.md).
-STAGES ?= all
+STAGES ?=
 gpu:
 	bash bench/gpu_run.sh $(STAGES)
 

@@ -194,12 +194,13 @@ class _PatchMean(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         from sslfast.data_pipelines import make_views
 
-        crops = make_views(images, self.views, self.generator)
+        with torch.autocast(images.device.type, enabled=False):  # views in fp32, as in training
+            crops = make_views(images, self.views, self.generator)
         z = self.model(torch.cat(crops))
-        if not isinstance(z, torch.Tensor) or z.dim() != 2:
+        if not isinstance(z, torch.Tensor) or z.dim() != 2 or z.shape[0] != len(crops) * images.shape[0]:
             shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
-            raise ValueError(f"model must return (batch, D) features, got {shape}")
-        return z.float().view(len(crops), images.shape[0], -1).mean(0)
+            raise ValueError(f"model must return (batch, D) features, got {shape} for a batch of {len(crops)} views")
+        return z.float().reshape(len(crops), images.shape[0], -1).mean(0)
 
 
 def extract_patch_features(
@@ -233,8 +234,9 @@ def extract_patch_features(
         raise ValueError(f"views_per_batch must be a positive int, got {views_per_batch!r}")
     dev = _device(device)
     gen = torch.Generator(device=dev).manual_seed(seed)
+    wrapper = _PatchMean(model, views, gen).train(model.training)  # extract_features restores this mode
     return extract_features(
-        _PatchMean(model, views, gen),
+        wrapper,
         images,
         transform=lambda x: x,  # make_views takes the uint8 images and normalises them itself
         batch_size=max(1, views_per_batch // len(views)),

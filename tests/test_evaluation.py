@@ -155,7 +155,6 @@ def test_extract_features_bad_input():
 
 def test_patch_features_are_the_mean_embedding_of_seeded_views():
     from sslfast.data_pipelines import make_views, preset
-
     from sslfast.models import build_backbone
 
     torch.manual_seed(0)
@@ -166,6 +165,10 @@ def test_patch_features_are_the_mean_embedding_of_seeded_views():
     got = extract_patch_features(model, images, views, views_per_batch=6, seed=5, device="cpu")
     assert got.shape == (7, model.feat_dim) and got.dtype == torch.float32
     assert model.training  # mode restored
+    model.eval()
+    extract_patch_features(model, images[:2], views, device="cpu")
+    assert not model.training  # either way
+    model.train()
 
     # independent path: the same generator stream, one forward per view, mean over views
     gen = torch.Generator().manual_seed(5)

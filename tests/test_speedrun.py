@@ -26,8 +26,29 @@ def test_quick_defaults_to_synthetic_data_but_honours_an_explicit_choice():
     assert parse_args(["--quick", "--data-root", "/d"]).data == "cifar10"
     full = parse_args([])
     assert (full.data, full.seeds, full.epochs, full.width) == ("cifar10", 3, None, None)
-    quick = parse_args(["--quick", "--seeds", "2", "--width", "16"])
+    quick = parse_args(["--quick", "--seeds", "2", "--width", "16", "--probe-epochs", "7"])
     assert (quick.seeds, quick.width, quick.subset, quick.vit_depth) == (2, 16, 512, 2)
+    assert (quick.probe_epochs, quick.knn_train, quick.warmup_steps) == (7, 512, 2)  # given values win
+    assert (full.probe_epochs, full.knn_train, full.warmup_steps) == (100, 10_000, 20)
+    with pytest.raises(SystemExit):
+        parse_args(["--seeds", "0"])
+
+
+def test_the_untrained_point_is_a_floor_never_a_crossing():
+    curve = [[0.0, 0, 40.0], [5.0, 1, 35.0], [9.0, 2, 50.0]]
+    assert crossings(curve, [30, 45]) == {"30": {"seconds": 5.0, "epoch": 1}, "45": {"seconds": 9.0, "epoch": 2}}
+
+
+def test_the_training_budget_can_bind_the_reference_alone():
+    from argparse import Namespace
+
+    from sslfast.benchmarks.speedrun import _budget, _seeds
+
+    args = Namespace(max_train_seconds=None, reference_max_train_seconds=150.0, seeds=3, reference_seeds=1)
+    assert _budget(RECIPES["emp_ssl"], args) is None and _budget(RECIPES["emp_ssl_reference"], args) == 150.0
+    assert _seeds(RECIPES["emp_ssl"], args) == 3 and _seeds(RECIPES["emp_ssl_reference"], args) == 1
+    args.reference_seeds = 0  # 0 means no reference runs, not "fall back to --seeds"
+    assert _seeds(RECIPES["emp_ssl_reference"], args) == 0
 
 
 def test_default_recipes_run_a_second_backbone_and_the_reference():

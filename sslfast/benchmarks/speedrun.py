@@ -436,7 +436,8 @@ class RecipeRunner:
         if probe_init:
             t0 = time.perf_counter()
             curve.append([0.0, 0, evaluator.linear(self.model.backbone)])
-            knn_curve.append([0.0, 0, evaluator.knn(self.model.backbone)])
+            if self.recipe.knn_every:
+                knn_curve.append([0.0, 0, evaluator.knn(self.model.backbone)])
             eval_s += time.perf_counter() - t0
         epochs = self.spec.epochs
         probes = {e for e in self.recipe.probe_epochs if e < epochs} | {epochs}
@@ -481,10 +482,11 @@ class RecipeRunner:
 
 
 def crossings(curve: list, thresholds) -> dict:
-    """First (seconds, epoch) at which top1 ≥ each threshold; None if never."""
+    """First (seconds, epoch) at which top1 ≥ each threshold; None if never. The untrained
+    network's point (epoch 0, from --probe-init) is a floor, never a crossing."""
     out = {}
     for t in thresholds:
-        hit = next((p for p in curve if p[2] >= t), None)
+        hit = next((p for p in curve if p[1] > 0 and p[2] >= t), None)
         out[f"{t:g}"] = None if hit is None else {"seconds": hit[0], "epoch": hit[1]}
     return out
 
@@ -514,7 +516,15 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 
 def _seeds(recipe: Recipe, args) -> int:
-    return args.reference_seeds if recipe.pipeline == "reference" and args.reference_seeds else args.seeds
+    if recipe.pipeline == "reference" and args.reference_seeds is not None:
+        return args.reference_seeds
+    return args.seeds
+
+
+def _budget(recipe: Recipe, args) -> float | None:
+    if recipe.pipeline == "reference" and args.reference_max_train_seconds is not None:
+        return args.reference_max_train_seconds
+    return args.max_train_seconds
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -562,13 +572,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "crossed by then are reported as not reached; a slow reference then gives a lower bound on the ratio)",
     )
     parser.add_argument(
+        "--reference-max-train-seconds",
+        type=float,
+        default=None,
+        help="the same budget for reference recipes only (default: --max-train-seconds)",
+    )
+    parser.add_argument(
         "--backbone", default=None, help="override the recipes' backbone (e.g. vit_tiny, resnet50_cifar)"
     )
     parser.add_argument("--proj-hidden", type=int, nargs="*", default=None)
     parser.add_argument("--proj-out", type=int, default=None)
     parser.add_argument("--thresholds", type=float, nargs="*", default=list(DEFAULT_THRESHOLDS))
-    parser.add_argument("--knn-train", type=int, default=10_000, help="train images in the kNN monitor's bank")
-    parser.add_argument("--probe-epochs", type=int, default=100, help="linear-probe optimisation epochs")
+    parser.add_argument(
+        "--knn-train", type=int, default=None, help="train images in the kNN monitor's bank (default 10000; quick 512)"
+    )
+    parser.add_argument(
+        "--probe-epochs", type=int, default=None, help="linear-probe optimisation epochs (default 100; quick 30)"
+    )
     parser.add_argument(
         "--eval-patches",
         type=int,
@@ -576,7 +596,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="linear probe on the mean embedding of this many random patches per image (EMP-SSL's "
         f"evaluation; 0: whole image; default: the recipe's, {EMP_EVAL_PATCHES} for EMP-SSL, 2 with --quick)",
     )
-    parser.add_argument("--warmup-steps", type=int, default=20, help="untimed steps of the warm-up run")
+    parser.add_argument(
+        "--warmup-steps", type=int, default=None, help="untimed steps of the warm-up run (default 20; quick 2)"
+    )
     parser.add_argument("--workers", type=int, default=None, help="reference DataLoader workers (default: all cores)")
     parser.add_argument(
         "--compile", action=argparse.BooleanOptionalAction, default=None, help="compile our step (default: on for CUDA)"
@@ -596,11 +618,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.width, args.num_views = args.width or 8, args.num_views or 4
         args.vit_depth, args.vit_dim = args.vit_depth or 2, args.vit_dim or 48
         args.proj_hidden, args.proj_out = args.proj_hidden or [64], args.proj_out or 32
-        args.seeds = args.seeds or 1
-        args.warmup_steps, args.knn_train, args.probe_epochs = 2, 512, 30
+        args.seeds = 1 if args.seeds is None else args.seeds
+        args.warmup_steps = 2 if args.warmup_steps is None else args.warmup_steps
+        args.knn_train, args.probe_epochs = args.knn_train or 512, args.probe_epochs or 30
 
-    args.seeds = args.seeds or 3
+    args.seeds = 3 if args.seeds is None else args.seeds
+    args.warmup_steps = 20 if args.warmup_steps is None else args.warmup_steps
+    args.knn_train, args.probe_epochs = args.knn_train or 10_000, args.probe_epochs or 100
     args.data = args.data or "cifar10"
+    for name in ("seeds", "knn_train", "probe_epochs"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.reference_seeds is not None and args.reference_seeds < 0:
+        parser.error(f"--reference-seeds must be at least 0, got {args.reference_seeds}")
     return args
 
 
@@ -619,13 +649,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         notes.append("quick: reduced run (tiny model, few epochs)")
     planned = sum(_seeds(RECIPES[n], args) for n in names)
+    source_hash = code_hash()  # once: what ran, even if the checkout is edited during a long run
 
     def payload(done: bool) -> dict:
         progress = [] if done else [f"incomplete: {len(rows)} of {planned} timed runs finished when this was written"]
         return {
             "quick": args.quick,
             "notes": notes + progress,
-            "code_hash": code_hash(),
+            "code_hash": source_hash,
             "thresholds": args.thresholds,
             "warmup_seconds": warmups,
             "summary": summarise(rows),
@@ -654,7 +685,7 @@ def main(argv: list[str] | None = None) -> int:
         data = train_dev if recipe.pipeline == "ours" else train
         warmups[name] = runner.warm_up(data, args.warmup_steps)
         for seed in range(_seeds(recipe, args)):
-            row = runner.run(data, evaluator, seed, args.thresholds, args.max_train_seconds, args.probe_init)
+            row = runner.run(data, evaluator, seed, args.thresholds, _budget(recipe, args), args.probe_init)
             rows.append(row)
             print(
                 f"{name} seed {seed}: {row['train_seconds']:.1f} s training, final linear top-1 "
