@@ -34,6 +34,22 @@ def test_quick_defaults_to_synthetic_data_but_honours_an_explicit_choice():
         parse_args(["--seeds", "0"])
 
 
+def test_summary_counts_seeds_that_crossed_and_their_mean_std_seconds():
+    from sslfast.benchmarks.speedrun import summarise
+
+    def row(seed, t85, final):
+        hit = None if t85 is None else {"seconds": t85, "epoch": t85 / 10}
+        return {"recipe": "r", "seed": seed, "thresholds": {"85": hit, "90": None},
+                "final_linear_top1": final, "train_seconds": 50.0 + seed}
+
+    (s,) = summarise([row(0, 40.0, 86.0), row(1, 44.0, 87.0), row(2, None, 84.0)])
+    assert s["runs"] == 3 and s["final_linear_top1_mean_std"] == pytest.approx((257 / 3, (7 / 3) ** 0.5))
+    assert s["train_seconds_mean_std"] == (51.0, 1.0)
+    assert s["thresholds"]["85"]["seeds_reached"] == 2
+    assert s["thresholds"]["85"]["seconds_mean_std"] == pytest.approx((42.0, 8**0.5))
+    assert s["thresholds"]["90"] == {"seeds_reached": 0, "seconds_mean_std": (None, None), "epoch_mean": None}
+
+
 def test_the_untrained_point_is_a_floor_never_a_crossing():
     curve = [[0.0, 0, 40.0], [5.0, 1, 35.0], [9.0, 2, 50.0]]
     assert crossings(curve, [30, 45]) == {"30": {"seconds": 5.0, "epoch": 1}, "45": {"seconds": 9.0, "epoch": 2}}

@@ -491,25 +491,35 @@ def crossings(curve: list, thresholds) -> dict:
     return out
 
 
+def _mean_std(xs: list[float]) -> tuple[float | None, float | None]:
+    if not xs:
+        return None, None
+    m = sum(xs) / len(xs)
+    return m, (math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0)
+
+
 def summarise(rows: list[dict]) -> list[dict]:
+    """Per recipe over seeds: final accuracy, training seconds and, per threshold, how many seeds
+    crossed it and the seconds to cross (mean ± sample std over the seeds that did)."""
     out = []
     for name in dict.fromkeys(r["recipe"] for r in rows):
         group = [r for r in rows if r["recipe"] == name]
         finals = [r["final_linear_top1"] for r in group if r["final_linear_top1"] is not None]
-        secs = [r["train_seconds"] for r in group]
-
-        def mean_std(xs):
-            if not xs:
-                return None, None
-            m = sum(xs) / len(xs)
-            return m, (math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0)
-
+        thresholds = {}
+        for key in group[0]["thresholds"]:
+            hits = [r["thresholds"][key] for r in group if r["thresholds"].get(key)]
+            thresholds[key] = {
+                "seeds_reached": len(hits),
+                "seconds_mean_std": _mean_std([h["seconds"] for h in hits]),
+                "epoch_mean": _mean_std([h["epoch"] for h in hits])[0],
+            }
         out.append(
             {
                 "recipe": name,
                 "runs": len(group),
-                "final_linear_top1_mean_std": mean_std(finals),
-                "train_seconds_mean_std": mean_std(secs),
+                "final_linear_top1_mean_std": _mean_std(finals),
+                "train_seconds_mean_std": _mean_std([r["train_seconds"] for r in group]),
+                "thresholds": thresholds,
             }
         )
     return out
