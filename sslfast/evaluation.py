@@ -221,12 +221,9 @@ def extract_patch_features(
     average is taken on the fly, so memory is O(N·D), not O(P·N·D). Seeded: the same ``seed``
     gives the same patches. Returns float32 (N, D) on ``device``.
     """
-    if not isinstance(images, torch.Tensor):
-        raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
-    if images.dtype != torch.uint8 or images.dim() != 4:
-        raise TypeError(
-            f"images must be a uint8 (N, C, H, W) tensor, got {images.dtype} with shape {tuple(images.shape)}"
-        )
+    from sslfast.data_pipelines._augment_torch import check_images
+
+    check_images(images)  # make_views' own check, before the batch is split and moved
     views = list(views)
     if not views:
         raise ValueError("views must hold at least one ViewSpec, got none")

@@ -155,6 +155,7 @@ def test_extract_features_bad_input():
 
 def test_patch_features_are_the_mean_embedding_of_seeded_views():
     from sslfast.data_pipelines import make_views, preset
+
     from sslfast.models import build_backbone
 
     torch.manual_seed(0)
@@ -189,9 +190,11 @@ def test_patch_features_bad_input():
 
     model = nn.Flatten()
     views = preset("emp_ssl", n_patches=2)
-    with pytest.raises(TypeError, match=r"images must be a uint8 \(N, C, H, W\) tensor, got torch.float32"):
+    with pytest.raises(TypeError, match=r"images must have dtype torch.uint8 \(raw pixels 0-255\), got torch.float32"):
         extract_patch_features(model, torch.zeros(2, 3, 32, 32), views, device="cpu")
     u8 = torch.zeros(2, 3, 32, 32, dtype=torch.uint8)
+    with pytest.raises(ValueError, match=r"images must have shape \(N, 3, H, W\) \(NCHW, RGB\), got shape \(2, 32, 32\)"):
+        extract_patch_features(model, u8[:, 0], views, device="cpu")
     with pytest.raises(ValueError, match="views must hold at least one ViewSpec"):
         extract_patch_features(model, u8, [], device="cpu")
     with pytest.raises(ValueError, match="views_per_batch must be a positive int, got 0"):

@@ -24,8 +24,8 @@ import argparse
 import dataclasses
 import functools
 import hashlib
-import math
 import os
+import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -492,10 +492,10 @@ def crossings(curve: list, thresholds) -> dict:
 
 
 def _mean_std(xs: list[float]) -> tuple[float | None, float | None]:
+    """Mean and sample std (0 for one seed), or (None, None) for none."""
     if not xs:
         return None, None
-    m = sum(xs) / len(xs)
-    return m, (math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0)
+    return statistics.mean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
 def summarise(rows: list[dict]) -> list[dict]:
