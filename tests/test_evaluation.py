@@ -193,7 +193,8 @@ def test_patch_features_bad_input():
     with pytest.raises(TypeError, match=r"images must have dtype torch.uint8 \(raw pixels 0-255\), got torch.float32"):
         extract_patch_features(model, torch.zeros(2, 3, 32, 32), views, device="cpu")
     u8 = torch.zeros(2, 3, 32, 32, dtype=torch.uint8)
-    with pytest.raises(ValueError, match=r"images must have shape \(N, 3, H, W\) \(NCHW, RGB\), got shape \(2, 32, 32\)"):
+    rgb = r"images must have shape \(N, 3, H, W\) \(NCHW, RGB\), got shape \(2, 32, 32\)"
+    with pytest.raises(ValueError, match=rgb):
         extract_patch_features(model, u8[:, 0], views, device="cpu")
     with pytest.raises(ValueError, match="views must hold at least one ViewSpec"):
         extract_patch_features(model, u8, [], device="cpu")
