@@ -10,19 +10,19 @@ With P_ij = softmax over j≠i and Q_ij = softmax over pos(i),
 Launch sequence (never an N×N tensor in global memory; extra memory O(N·D + N)):
 1. ``_normalize_rows_kernel``: u = x / max(‖x‖, eps) into an (N, D) buffer in the accumulation
    dtype, and ‖x‖ per row.
-2. ``_multicrop_fwd_kernel``: a program owns BM query rows and streams every key tile with
+2. ``_multicrop_infonce_fwd_kernel``: a program owns BM query rows and streams every key tile with
    ``tl.dot``, keeping an online logsumexp (flash-attention's m/l) and, when the gradient is
    wanted, the online softmax-weighted sum Σ_j P_ij u_j — the query half of the gradient in the
    same pass. The V−1 positives are gathered by index (they are not a tile-shaped set), so
    LSE_pos and Σ Q_ij u_j cost O(V·D) per row. Writes LSE_all, LSE_pos and c_i/T·(P−Q)u per row.
-3. ``_multicrop_key_grad_kernel``: a program owns BN key rows and streams the query tiles,
+3. ``_multicrop_infonce_fwd_keys_kernel``: a program owns BN key rows and streams the query tiles,
    recomputing s and P from the stored LSE (flash-attention's dK pass), subtracts the positive
    part by index, adds the row's query half, and applies the normalisation backward, writing
    dL/dx in the input dtype.
 The loss Σ c_i (LSE_all − LSE_pos) is a length-N reduction on the host side (no sync).
 
 MoCo (He et al. 2020, arXiv:1911.05722; lightly's NTXentLoss with a memory bank): queries
-u0_i, logits [⟨u0_i, u1_i⟩, u0_i·bankᵀ]/T, label 0. ``_moco_fwd_kernel`` streams the bank tiles
+u0_i, logits [⟨u0_i, u1_i⟩, u0_i·bankᵀ]/T, label 0. ``_nt_xent_bank_fwd_kernel`` streams the bank tiles
 for B queries; the bank is constant, so the whole gradient comes out of that one pass.
 """
 
@@ -32,10 +32,10 @@ import torch
 import triton
 import triton.language as tl
 
-from sslfast.torch_impl import NORM_EPS, acc_dtype
+from sslfast._numerics import NORM_EPS, acc_dtype
 
 from ._op import cdiv, kernel_op, launch
-from .cov import row_major
+from ._covariance import row_major
 
 NORM_BLOCK_N = 32
 NORM_BLOCK_D = 64
@@ -130,7 +130,7 @@ def _online_keys(
 
 
 @triton.jit
-def _multicrop_fwd_kernel(
+def _multicrop_infonce_fwd_kernel(
     u_ptr,
     c_ptr,
     stats_ptr,
@@ -192,7 +192,7 @@ def _multicrop_fwd_kernel(
 
 
 @triton.jit
-def _multicrop_key_grad_kernel(
+def _multicrop_infonce_fwd_keys_kernel(
     u_ptr,
     norm_ptr,
     c_ptr,
@@ -257,7 +257,7 @@ def _multicrop_key_grad_kernel(
 
 
 @triton.jit
-def _moco_fwd_kernel(
+def _nt_xent_bank_fwd_kernel(
     u_ptr,
     norm_ptr,
     bank_ptr,
@@ -336,7 +336,7 @@ def _multicrop_infonce_fake(z, row_scale, temperature, q_start, q_count, compute
 def multicrop_infonce_fwd(
     z: torch.Tensor, row_scale: torch.Tensor, temperature: float, q_start: int, q_count: int, compute_grad: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Multi-crop InfoNCE loss and (if ``compute_grad``) dL/dz; contract of ``multicrop_infonce_fwd_torch``.
+    """Multi-crop InfoNCE loss and (if ``compute_grad``) dL/dz; contract of ``sslfast.losses.infonce.multicrop_infonce_fwd_torch``.
 
     ``z`` (V, B_g, D): every view of the (gathered) batch, all rows are keys. Queries are the
     images ``q_start .. q_start + q_count`` in every view; ``row_scale`` (V, q_count) holds their c_i.
@@ -352,7 +352,7 @@ def multicrop_infonce_fwd(
     dq = torch.empty((nq, d), device=z.device, dtype=acc) if compute_grad else stats
     inv_t = 1.0 / temperature
     prec = _precision(z.dtype)
-    launch(_multicrop_fwd_kernel)[(cdiv(nq, bm),)](
+    launch(_multicrop_infonce_fwd_kernel)[(cdiv(nq, bm),)](
         u,
         scale,
         stats,
@@ -374,7 +374,7 @@ def multicrop_infonce_fwd(
     if not compute_grad:
         return loss, z.new_empty(0)
     grad = torch.empty((v, bg, d), device=z.device, dtype=z.dtype)
-    launch(_multicrop_key_grad_kernel)[(cdiv(v * bg, bn),)](
+    launch(_multicrop_infonce_fwd_keys_kernel)[(cdiv(v * bg, bn),)](
         u,
         norm,
         scale,
@@ -407,7 +407,7 @@ def _nt_xent_bank_fake(out0, out1, bank, temperature, compute_grad):
 def nt_xent_bank_fwd(
     out0: torch.Tensor, out1: torch.Tensor, bank: torch.Tensor, temperature: float, compute_grad: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """MoCo-form NT-Xent loss and (if ``compute_grad``) stacked [dL/dout0, dL/dout1]; see ``nt_xent_bank_fwd_torch``."""
+    """MoCo-form NT-Xent loss and (if ``compute_grad``) stacked [dL/dout0, dL/dout1]; see ``sslfast.losses.infonce.nt_xent_bank_fwd_torch``."""
     b, d = out0.shape
     acc = acc_dtype(out0.dtype)
     u, norm = _normalize(torch.cat([out0, out1]), acc)
@@ -416,7 +416,7 @@ def nt_xent_bank_fwd(
     bm, bn, warps = _tiles(dp)
     stats = torch.empty((2, b), device=out0.device, dtype=acc)
     grad = torch.empty((2, b, d), device=out0.device, dtype=out0.dtype) if compute_grad else stats
-    launch(_moco_fwd_kernel)[(cdiv(b, bm),)](
+    launch(_nt_xent_bank_fwd_kernel)[(cdiv(b, bm),)](
         u,
         norm,
         bank,

@@ -11,10 +11,10 @@ import torch
 import triton
 import triton.language as tl
 
-from sslfast.torch_impl import NORM_EPS, acc_dtype
+from sslfast._numerics import NORM_EPS, acc_dtype
 
 from ._op import cdiv, kernel_op, launch
-from .cov import row_major
+from ._covariance import row_major
 
 BLOCK_N = 16
 BLOCK_D = 64
@@ -54,7 +54,7 @@ def _normalize_pair_kernel(a_ptr, b_ptr, ua_ptr, ub_ptr, rows_ptr, N, D, stride_
 
 
 @triton.jit
-def _tico_grad_kernel(ua_ptr, ub_ptr, p_ptr, rows_ptr, ga_ptr, gb_ptr, N, D, inv_n, two_rho, eps,
+def _tico_fwd_kernel(ua_ptr, ub_ptr, p_ptr, rows_ptr, ga_ptr, gb_ptr, N, D, inv_n, two_rho, eps,
                       BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
     ACC = ua_ptr.dtype.element_ty
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -102,7 +102,7 @@ def _tico_fwd_fake(z_a, z_b, cov, beta, rho, compute_grad):
 @kernel_op("tico_fwd", fake=_tico_fwd_fake)
 def tico_fwd(z_a: torch.Tensor, z_b: torch.Tensor, cov: torch.Tensor, beta: float, rho: float,
              compute_grad: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """TiCo loss, gradients and updated covariance; contract of ``tico_fwd_torch``."""
+    """TiCo loss, gradients and updated covariance; contract of ``sslfast.losses.tico.tico_fwd_torch``."""
     n, d = z_a.shape
     acc = torch.promote_types(acc_dtype(z_a.dtype), cov.dtype)
     z_a, z_b = row_major(z_a), row_major(z_b)
@@ -117,7 +117,7 @@ def tico_fwd(z_a: torch.Tensor, z_b: torch.Tensor, cov: torch.Tensor, beta: floa
     if compute_grad:
         ga = torch.empty((n, d), device=z_a.device, dtype=z_a.dtype)
         gb = torch.empty((n, d), device=z_b.device, dtype=z_b.dtype)
-        launch(_tico_grad_kernel)[grid](ua, ub, p, per_row, ga, gb, n, d, 1.0 / n, 2.0 * rho, NORM_EPS,
+        launch(_tico_fwd_kernel)[grid](ua, ub, p, per_row, ga, gb, n, d, 1.0 / n, 2.0 * rho, NORM_EPS,
                                         BLOCK_N=BLOCK_N, BLOCK_D=BLOCK_D)
         quad = per_row[3].sum()
     else:

@@ -1,6 +1,6 @@
 """VICReg forward + gradient in one launch sequence.
 
-stats kernel (cov.py) -> Gram or D×D GEMMs (sslfast._gram, cuBLAS) -> one fused gradient
+stats kernel (_covariance.py) -> Gram or D×D GEMMs (sslfast._numerics, cuBLAS) -> one fused gradient
 kernel that adds the invariance, variance and covariance terms and writes dL/dZ in the
 input dtype. The loss is assembled from per-column vectors: no N×N or D×D elementwise pass.
 """
@@ -10,18 +10,17 @@ import torch
 import triton
 import triton.language as tl
 
-from sslfast._gram import offdiag_self
-from sslfast.torch_impl import acc_dtype
+from sslfast._numerics import acc_dtype, offdiag_self
 
+from ._covariance import pair_column_stats, pair_loss_fake, row_major
 from ._op import cdiv, kernel_op, launch
-from .cov import pair_column_stats, pair_loss_fake, row_major
 
 BLOCK_N = 32
 BLOCK_D = 64
 
 
 @triton.jit
-def _vicreg_grad_kernel(
+def _vicreg_fwd_kernel(
     a_ptr, b_ptr, ca_ptr, cb_ptr, ma_ptr, mb_ptr, stats_ptr, sa_ptr, sb_ptr, ga_ptr, gb_ptr,
     N, D, stride_a, stride_b, inv_coef, var_coef, cov_coef, inv_nm1, eps,
     SUB_DIAG: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
@@ -62,7 +61,7 @@ def _vicreg_fwd_fake(z_a, z_b, lambda_param, mu_param, nu_param, eps, compute_gr
 @kernel_op("vicreg_fwd", fake=_vicreg_fwd_fake)
 def vicreg_fwd(z_a: torch.Tensor, z_b: torch.Tensor, lambda_param: float, mu_param: float, nu_param: float,
                eps: float, compute_grad: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """VICReg loss and (if ``compute_grad``) dL/dz_a, dL/dz_b; same contract as ``vicreg_fwd_torch``."""
+    """VICReg loss and (if ``compute_grad``) dL/dz_a, dL/dz_b; contract of ``sslfast.losses.vicreg.vicreg_fwd_torch``."""
     n, d = z_a.shape
     acc = acc_dtype(z_a.dtype)
     z_a, z_b = row_major(z_a), row_major(z_b)
@@ -79,7 +78,7 @@ def vicreg_fwd(z_a: torch.Tensor, z_b: torch.Tensor, lambda_param: float, mu_par
     gb = torch.empty((n, d), device=z_b.device, dtype=z_b.dtype)
     gram = sa is not None
     grid = (cdiv(n, BLOCK_N), cdiv(d, BLOCK_D))
-    launch(_vicreg_grad_kernel)[grid](
+    launch(_vicreg_fwd_kernel)[grid](
         z_a, z_b, ca, cb, ma, mb, stats, sa if gram else stats, sb if gram else stats, ga, gb,
         n, d, z_a.stride(0), z_b.stride(0),
         2 * lambda_param / (n * d), -0.5 * mu_param / (d * (n - 1)), 4 * cov_scale, 1.0 / (n - 1), eps,

@@ -9,7 +9,7 @@ import torch
 from conftest import DEVICE, rel_err
 
 import sslfast.functional as F
-from sslfast._gram import use_gram
+from sslfast._numerics import use_gram
 
 
 def near_whitened(n, d, noise, seed=0):

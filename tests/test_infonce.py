@@ -362,7 +362,7 @@ def test_triton_path_allocates_no_n_by_n_tensor():
 
     import sslfast.kernels.infonce as K
 
-    from sslfast.torch_impl import multicrop_infonce_fwd_torch
+    from sslfast.losses.infonce import multicrop_infonce_fwd_torch
 
     # The registered op runs its body with dispatch modes popped, so call the undecorated launcher.
     tiled = getattr(K.multicrop_infonce_fwd, "_init_fn", K.multicrop_infonce_fwd)
@@ -442,11 +442,13 @@ def test_bad_inputs():
 def test_auto_crossover():
     """`auto` on CUDA tensors: dense torch below INFONCE_TILED_MIN_ENTRIES similarities, the kernel above."""
     cuda = torch.device("cuda")
+    from sslfast.losses import infonce
+
     n = F.INFONCE_TILED_MIN_ENTRIES
-    assert F._infonce_backend("auto", cuda, n - 1) == "torch"
-    assert F._infonce_backend("auto", cuda, n) == "triton"
-    assert F._infonce_backend("triton", cuda, 4) == "triton"  # explicit choices are kept
-    assert F._infonce_backend("auto", torch.device("cpu"), 10 * n) == "torch"
+    assert infonce._infonce_backend("auto", cuda, n - 1) == "torch"
+    assert infonce._infonce_backend("auto", cuda, n) == "triton"
+    assert infonce._infonce_backend("triton", cuda, 4) == "triton"  # explicit choices are kept
+    assert infonce._infonce_backend("auto", torch.device("cpu"), 10 * n) == "torch"
 
 
 # ---------------------------------------------------------------- GPU only

@@ -13,7 +13,7 @@ import torch
 import triton
 import triton.language as tl
 
-from sslfast.torch_impl import acc_dtype
+from sslfast._numerics import acc_dtype
 
 from ._op import cdiv, launch
 

@@ -1,10 +1,10 @@
-"""EMP-SSL pieces: the view-invariance term as one Triton kernel, and the coding rate.
+"""EMP-SSL forward + gradient: the view-invariance term as one Triton kernel, plus the coding rate.
 
 The coding rate is a batched Gram (cuBLAS) and a batched Cholesky (cuSOLVER); there is no
-Triton kernel to write for a factorisation, so the triton backend runs the same batched
-path as the torch backend (``coding_rate_fwd``). The invariance term
-−mean_{v,b} cos(z_vb, z̄_b) and its gradient (z̄ not detached) are one kernel: a program
-per sample walks its V views twice (reduce, then write), with no (V, B, D) temporaries.
+Triton kernel to write for a factorisation, so ``emp_ssl_fwd`` runs the shared batched path
+(``sslfast._numerics.coding_rates``). The invariance term −mean_{v,b} cos(z_vb, z̄_b) and its
+gradient (z̄ not detached) are one kernel: a program per sample walks its V views twice
+(reduce, then write), with no (V, B, D) temporaries.
 """
 from __future__ import annotations
 
@@ -12,17 +12,15 @@ import torch
 import triton
 import triton.language as tl
 
-from sslfast.torch_impl import COS_EPS, acc_dtype, coding_rate_fwd_torch
+from sslfast._numerics import COS_EPS, acc_dtype, coding_rates
 
 from ._op import kernel_op, launch
 
 BLOCK_D = 64
 
-coding_rate_fwd = coding_rate_fwd_torch
-
 
 @triton.jit
-def _view_invariance_kernel(z_ptr, g_ptr, cos_ptr, V, B, D, stride_v, stride_b, eps, grad_scale,
+def _emp_ssl_fwd_kernel(z_ptr, g_ptr, cos_ptr, V, B, D, stride_v, stride_b, eps, grad_scale,
                             COMPUTE_GRAD: tl.constexpr, VP: tl.constexpr, BLOCK_D: tl.constexpr):
     ACC = cos_ptr.dtype.element_ty
     b = tl.program_id(0)
@@ -56,20 +54,25 @@ def _view_invariance_kernel(z_ptr, g_ptr, cos_ptr, V, B, D, stride_v, stride_b, 
             tl.store(g_ptr + vs[:, None] * (B * D) + b * D + cols[None, :], g.to(g_ptr.dtype.element_ty), mask=mask)
 
 
-def _view_invariance_fake(z, compute_grad):
+def _emp_ssl_fwd_fake(z, tcr_eps, inv_coef, compute_grad):
     return z.new_empty((), dtype=acc_dtype(z.dtype)), (torch.empty_like(z) if compute_grad else z.new_empty(0))
 
 
-@kernel_op("view_invariance_fwd", fake=_view_invariance_fake)
-def view_invariance_fwd(z: torch.Tensor, compute_grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """−mean cos(z_vb, z̄_b) and its gradient for (V, B, D) ``z``; contract of ``view_invariance_fwd_torch``."""
+@kernel_op("emp_ssl_fwd", fake=_emp_ssl_fwd_fake)
+def emp_ssl_fwd(z: torch.Tensor, tcr_eps: float, inv_coef: float, compute_grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """EMP-SSL loss and (if ``compute_grad``) dL/dz of (V, B, D) ``z``; contract of ``sslfast.losses.emp_ssl.emp_ssl_fwd_torch``."""
     v, b, d = z.shape
     if z.stride(2) != 1:
         z = z.contiguous()
     cos = torch.empty((v, b), device=z.device, dtype=acc_dtype(z.dtype))
     grad = torch.empty((v, b, d), device=z.device, dtype=z.dtype) if compute_grad else z.new_empty(0)
-    launch(_view_invariance_kernel)[(b,)](
-        z, grad if compute_grad else cos, cos, v, b, d, z.stride(0), z.stride(1), COS_EPS, -1.0 / (v * b),
+    # the invariance gradient is written pre-scaled by inv_coef: d(inv_coef·(−mean cos))/dz
+    launch(_emp_ssl_fwd_kernel)[(b,)](
+        z, grad if compute_grad else cos, cos, v, b, d, z.stride(0), z.stride(1), COS_EPS, -inv_coef / (v * b),
         COMPUTE_GRAD=compute_grad, VP=triton.next_power_of_2(v), BLOCK_D=BLOCK_D,
     )
-    return -cos.mean(), grad
+    rates, g_tcr = coding_rates(z, tcr_eps, compute_grad)
+    loss = -inv_coef * cos.mean() + rates.mean()
+    if compute_grad:
+        grad = (grad.to(g_tcr.dtype) + g_tcr / v).to(z.dtype)
+    return loss, grad

@@ -1,7 +1,7 @@
 """Barlow Twins forward + gradient.
 
 stats kernel (standardise both views, Σ â·b̂ per column) -> Gram or D×D GEMMs
-(sslfast._gram) -> one column-blocked kernel that forms dL/dÂ from the GEMM output and the
+(sslfast._numerics) -> one column-blocked kernel that forms dL/dÂ from the GEMM output and the
 diagonal term, reduces it over the batch and applies the BatchNorm backward in place.
 """
 from __future__ import annotations
@@ -10,11 +10,10 @@ import torch
 import triton
 import triton.language as tl
 
-from sslfast._gram import offdiag_cross
-from sslfast.torch_impl import acc_dtype
+from sslfast._numerics import acc_dtype, offdiag_cross
 
+from ._covariance import pair_column_stats, pair_loss_fake, row_major
 from ._op import cdiv, kernel_op, launch
-from .cov import pair_column_stats, pair_loss_fake, row_major
 
 BLOCK_N = 32
 BLOCK_D = 64
@@ -39,7 +38,7 @@ def _load_dhat(ha_ptr, hb_ptr, ma_ptr, mb_ptr, offs, mask, diag, on, off_coef, G
 
 
 @triton.jit
-def _barlow_grad_kernel(
+def _barlow_twins_fwd_kernel(
     ha_ptr, hb_ptr, ma_ptr, mb_ptr, stats_ptr, ga_ptr, gb_ptr,
     N, D, inv_n, off_coef,
     GRAM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
@@ -80,14 +79,14 @@ def _barlow_grad_kernel(
         tl.store(gb_ptr + offs, gb.to(gb_ptr.dtype.element_ty), mask=mask)
 
 
-def _barlow_fwd_fake(z_a, z_b, lambda_param, compute_grad):
+def _barlow_twins_fwd_fake(z_a, z_b, lambda_param, compute_grad):
     return pair_loss_fake(z_a, z_b, compute_grad)
 
 
-@kernel_op("barlow_twins_fwd", fake=_barlow_fwd_fake)
+@kernel_op("barlow_twins_fwd", fake=_barlow_twins_fwd_fake)
 def barlow_twins_fwd(z_a: torch.Tensor, z_b: torch.Tensor, lambda_param: float,
                      compute_grad: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Barlow Twins loss and (if ``compute_grad``) its input gradients; contract of ``barlow_twins_fwd_torch``."""
+    """Barlow Twins loss and (if ``compute_grad``) its input gradients; contract of ``sslfast.losses.barlow_twins.barlow_twins_fwd_torch``."""
     n, d = z_a.shape
     acc = acc_dtype(z_a.dtype)
     z_a, z_b = row_major(z_a), row_major(z_b)
@@ -100,7 +99,7 @@ def barlow_twins_fwd(z_a: torch.Tensor, z_b: torch.Tensor, lambda_param: float,
         return loss, z_a.new_empty(0), z_b.new_empty(0)
     ga = torch.empty((n, d), device=z_a.device, dtype=z_a.dtype)
     gb = torch.empty((n, d), device=z_b.device, dtype=z_b.dtype)
-    launch(_barlow_grad_kernel)[(cdiv(d, BLOCK_D),)](
+    launch(_barlow_twins_fwd_kernel)[(cdiv(d, BLOCK_D),)](
         ha, hb, ma, mb, stats, ga, gb, n, d, 1.0 / n, 2 * lambda_param / n**2,
         GRAM=gram, BLOCK_N=BLOCK_N, BLOCK_D=BLOCK_D,
     )

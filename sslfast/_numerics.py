@@ -1,0 +1,115 @@
+"""Numerics shared by both loss backends (the Triton launchers and their torch twins).
+
+A leaf module: it imports torch only, so ``sslfast.kernels`` never depends on the torch
+backend and the torch backend never on triton.
+
+- accumulation dtypes and the epsilons of F.normalize / F.cosine_similarity;
+- the covariance family's off-diagonal sums without a D×D matrix when N < D (Gram route);
+- the coding rate through Sylvester's identity and one batched Cholesky.
+
+These are GEMMs and factorisations, so they go to cuBLAS/cuSOLVER (BLAS/LAPACK on CPU); the
+Triton kernels fuse the elementwise passes before and after them.
+"""
+
+from __future__ import annotations
+
+import torch
+
+NORM_EPS = 1e-12  # F.normalize's default
+COS_EPS = 1e-8  # F.cosine_similarity's default
+
+
+def acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Accumulate in fp32 for fp32/bf16/fp16 inputs and fp64 for fp64 inputs."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def normalize_backward(g: torch.Tensor, u: torch.Tensor, norm: torch.Tensor, eps: float = NORM_EPS) -> torch.Tensor:
+    """Backward of u = x / max(‖x‖, eps) (F.normalize) for rows of ``g``/``u``; ``norm`` = ‖x‖ (N, 1)."""
+    proj = g - u * (u * g).sum(1, keepdim=True)
+    return torch.where(norm > eps, proj / norm.clamp_min(eps), g / eps)
+
+
+# ---------------------------------------------------------------------------------------------
+# Gram route: ‖AᵀB‖²_F = ⟨AAᵀ, BBᵀ⟩_F at O(N²D) when N < D.
+# The off-diagonal sum is then ‖AᵀB‖² − Σ_d (AᵀB)_dd², a difference of two nearly equal numbers
+# when the embeddings are near-whitened, so the Gram matrices and both sums are accumulated in
+# float64 (fp32 loses ~1e-3 relative there; tests/losses/test_covariance_precision.py). The
+# gradient directions are first-order quantities and stay in fp32.
+# D×D route (N ≥ D): form AᵀB, zero its diagonal and sum squares directly: no cancellation.
+# ---------------------------------------------------------------------------------------------
+
+
+def use_gram(n: int, d: int) -> bool:
+    """The Gram (N×N) route is cheaper exactly when N < D."""
+    return n < d
+
+
+def offdiag_self(zc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Off-diagonal mass of C = ZcᵀZc for a centred (N, D) ``zc``.
+
+    Returns ``(off, m, s)`` with ``off = Σ_{d≠e} C_de²`` (float64 scalar) and the gradient
+    direction ``Zc·Off(C) = m − zc·s`` (so that ``d off/dZc = 4·Zc·Off(C)``). On the D×D
+    route ``s`` is None and ``m`` already is ``Zc·Off(C)``.
+    """
+    n, d = zc.shape
+    if use_gram(n, d):
+        z64 = zc.double()
+        g = z64 @ z64.T
+        s = (z64 * z64).sum(0)  # exact squares: Σ s² must match ‖G‖² to ~1e-12 before the subtraction
+        off = (torch.dot(g.view(-1), g.view(-1)) - torch.dot(s, s)).clamp_min(0)
+        return off, g.to(zc.dtype) @ zc, s.to(zc.dtype)
+    c = zc.T @ zc
+    c.diagonal().zero_()
+    return c.double().square().sum(), zc @ c, None
+
+
+def offdiag_cross(
+    a: torch.Tensor, b: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, bool]:
+    """Off-diagonal mass of M = AᵀB for (N, D) ``a``, ``b``.
+
+    Returns ``(off, diag, ma, mb, gram)``: ``off = Σ_{i≠j} M_ij²`` (float64), ``diag = diag(M)``
+    (in ``a.dtype``), and the gradient directions: ``d off/dA = 2·(ma − b·diag)``,
+    ``d off/dB = 2·(mb − a·diag)`` on the Gram route (``gram=True``), or ``2·ma``, ``2·mb`` on
+    the D×D route, where the diagonal was already removed.
+    """
+    n, d = a.shape
+    if use_gram(n, d):
+        a64, b64 = a.double(), b.double()
+        ga, gb = a64 @ a64.T, b64 @ b64.T
+        diag = (a64 * b64).sum(0)
+        off = ((ga * gb).sum() - diag.square().sum()).clamp_min(0)
+        return off, diag.to(a.dtype), gb.to(a.dtype) @ a, ga.to(a.dtype) @ b, True
+    m = a.T @ b
+    diag = m.diagonal().clone()
+    m.diagonal().zero_()
+    return m.double().square().sum(), diag, b @ m.T, a @ m, False
+
+
+# ---------------------------------------------------------------------------------------------
+# Coding rate
+# ---------------------------------------------------------------------------------------------
+
+
+def coding_rates(z: torch.Tensor, eps: float, compute_grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-view total coding rate −½·logdet(I + a·ZᵀZ), a = D/(N·eps), of (V, N, D) ``z``, and
+    (if ``compute_grad``) d rate_v / dZ_v.
+
+    Sylvester: logdet(I_D + a·ZᵀZ) = logdet(I_N + a·ZZᵀ); the smaller side is factorised, all V
+    views in one batched Cholesky (no host sync: cholesky_ex). Gradient: −a·(I + aZZᵀ)⁻¹Z.
+    """
+    acc = acc_dtype(z.dtype)
+    x = z.to(acc)
+    v, n, d = x.shape
+    a = d / (n * eps)
+    rows = n <= d
+    k = n if rows else d
+    eye = torch.eye(k, device=x.device, dtype=acc).expand(v, k, k)
+    gram = torch.baddbmm(eye, x, x.mT, alpha=a) if rows else torch.baddbmm(eye, x.mT, x, alpha=a)
+    chol, _ = torch.linalg.cholesky_ex(gram)
+    tcr = -torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)  # −½·2·Σ log diag(L)
+    if not compute_grad:
+        return tcr, z.new_empty(0)
+    grad = torch.cholesky_solve(x, chol) if rows else torch.cholesky_solve(x.mT, chol).mT
+    return tcr, (-a * grad).to(z.dtype)
