@@ -86,7 +86,10 @@ def _barlow_twins_fwd_fake(z_a, z_b, lambda_param, compute_grad):
 @kernel_op("barlow_twins_fwd", fake=_barlow_twins_fwd_fake)
 def barlow_twins_fwd(z_a: torch.Tensor, z_b: torch.Tensor, lambda_param: float,
                      compute_grad: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Barlow Twins loss and (if ``compute_grad``) its input gradients; contract of ``sslfast.losses.barlow_twins.barlow_twins_fwd_torch``."""
+    """Barlow Twins loss and (if ``compute_grad``) its input gradients.
+
+    Contract of ``sslfast.losses.barlow_twins.barlow_twins_fwd_torch``.
+    """
     n, d = z_a.shape
     acc = acc_dtype(z_a.dtype)
     z_a, z_b = row_major(z_a), row_major(z_b)

@@ -59,8 +59,13 @@ def _emp_ssl_fwd_fake(z, tcr_eps, inv_coef, compute_grad):
 
 
 @kernel_op("emp_ssl_fwd", fake=_emp_ssl_fwd_fake)
-def emp_ssl_fwd(z: torch.Tensor, tcr_eps: float, inv_coef: float, compute_grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """EMP-SSL loss and (if ``compute_grad``) dL/dz of (V, B, D) ``z``; contract of ``sslfast.losses.emp_ssl.emp_ssl_fwd_torch``."""
+def emp_ssl_fwd(
+    z: torch.Tensor, tcr_eps: float, inv_coef: float, compute_grad: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """EMP-SSL loss and (if ``compute_grad``) dL/dz of (V, B, D) ``z``.
+
+    Contract of ``sslfast.losses.emp_ssl.emp_ssl_fwd_torch``.
+    """
     v, b, d = z.shape
     if z.stride(2) != 1:
         z = z.contiguous()

@@ -34,8 +34,8 @@ import triton.language as tl
 
 from sslfast._numerics import NORM_EPS, acc_dtype
 
-from ._op import cdiv, kernel_op, launch
 from ._covariance import row_major
+from ._op import cdiv, kernel_op, launch
 
 NORM_BLOCK_N = 32
 NORM_BLOCK_D = 64
@@ -336,7 +336,9 @@ def _multicrop_infonce_fake(z, row_scale, temperature, q_start, q_count, compute
 def multicrop_infonce_fwd(
     z: torch.Tensor, row_scale: torch.Tensor, temperature: float, q_start: int, q_count: int, compute_grad: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Multi-crop InfoNCE loss and (if ``compute_grad``) dL/dz; contract of ``sslfast.losses.infonce.multicrop_infonce_fwd_torch``.
+    """Multi-crop InfoNCE loss and (if ``compute_grad``) dL/dz.
+
+    Contract of ``sslfast.losses.infonce.multicrop_infonce_fwd_torch``.
 
     ``z`` (V, B_g, D): every view of the (gathered) batch, all rows are keys. Queries are the
     images ``q_start .. q_start + q_count`` in every view; ``row_scale`` (V, q_count) holds their c_i.
@@ -407,7 +409,10 @@ def _nt_xent_bank_fake(out0, out1, bank, temperature, compute_grad):
 def nt_xent_bank_fwd(
     out0: torch.Tensor, out1: torch.Tensor, bank: torch.Tensor, temperature: float, compute_grad: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """MoCo-form NT-Xent loss and (if ``compute_grad``) stacked [dL/dout0, dL/dout1]; see ``sslfast.losses.infonce.nt_xent_bank_fwd_torch``."""
+    """MoCo-form NT-Xent loss and (if ``compute_grad``) stacked [dL/dout0, dL/dout1].
+
+    Contract of ``sslfast.losses.infonce.nt_xent_bank_fwd_torch``.
+    """
     b, d = out0.shape
     acc = acc_dtype(out0.dtype)
     u, norm = _normalize(torch.cat([out0, out1]), acc)

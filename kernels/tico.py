@@ -13,8 +13,8 @@ import triton.language as tl
 
 from sslfast._numerics import NORM_EPS, acc_dtype
 
-from ._op import cdiv, kernel_op, launch
 from ._covariance import row_major
+from ._op import cdiv, kernel_op, launch
 
 BLOCK_N = 16
 BLOCK_D = 64

@@ -61,7 +61,10 @@ def _vicreg_fwd_fake(z_a, z_b, lambda_param, mu_param, nu_param, eps, compute_gr
 @kernel_op("vicreg_fwd", fake=_vicreg_fwd_fake)
 def vicreg_fwd(z_a: torch.Tensor, z_b: torch.Tensor, lambda_param: float, mu_param: float, nu_param: float,
                eps: float, compute_grad: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """VICReg loss and (if ``compute_grad``) dL/dz_a, dL/dz_b; contract of ``sslfast.losses.vicreg.vicreg_fwd_torch``."""
+    """VICReg loss and (if ``compute_grad``) dL/dz_a, dL/dz_b.
+
+    Contract of ``sslfast.losses.vicreg.vicreg_fwd_torch``.
+    """
     n, d = z_a.shape
     acc = acc_dtype(z_a.dtype)
     z_a, z_b = row_major(z_a), row_major(z_b)
