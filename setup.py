@@ -13,7 +13,16 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["sslfast", "sslfast.benchmarks", "sslfast.kernels", "sslfast.data_pipelines"],
+    packages=[
+        "sslfast",
+        "sslfast.losses",
+        "sslfast.train",
+        "sslfast.eval",
+        "sslfast.report",
+        "sslfast.benchmarks",
+        "sslfast.kernels",
+        "sslfast.data_pipelines",
+    ],
     package_dir={
         "sslfast": "sslfast",
         "sslfast.kernels": "kernels",

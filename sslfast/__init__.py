@@ -27,3 +27,13 @@ __all__ = [
     "functional",
     "__version__",
 ]
+
+
+def __getattr__(name: str):
+    # The training step is application code (sslfast.train.step); it stays reachable as
+    # sslfast.make_train_step without importing the training stack with the losses.
+    if name == "make_train_step":
+        from .train.step import make_train_step
+
+        return make_train_step
+    raise AttributeError(f"module 'sslfast' has no attribute {name!r}")

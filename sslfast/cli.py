@@ -8,15 +8,15 @@ import sys
 # command -> module with `main(argv: list[str]) -> int | None`
 COMMANDS = {
     "env": "sslfast.env",
-    "train": "sslfast.train_cli",
-    "eval": "sslfast.eval_cli",
-    "report": "sslfast.report",
+    "train": "sslfast.train.cli",
+    "eval": "sslfast.eval.cli",
+    "report": "sslfast.report.build",
 }
 BENCHES = {
     "losses": "sslfast.benchmarks.losses",
     "augment": "sslfast.benchmarks.augment",
     "epoch": "sslfast.benchmarks.epoch",
-    "tta": "sslfast.benchmarks.speedrun",
+    "tta": "sslfast.benchmarks.tta",
 }
 
 USAGE = f"""usage: sslfast <command> [options]

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from conftest import rel_err
 from torch import nn
 
-from sslfast.evaluation import (
+from sslfast.eval.features import (
     KNNMonitor,
     extract_features,
     extract_patch_features,
@@ -156,7 +156,7 @@ def test_extract_features_bad_input():
 def test_patch_features_are_the_mean_embedding_of_seeded_views():
     from sslfast.data_pipelines import make_views, preset
 
-    from sslfast.models import build_backbone
+    from sslfast.train.models import build_backbone
 
     torch.manual_seed(0)
     model = build_backbone("resnet18_cifar", width=4).train()

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from conftest import rel_err
 from torch import nn
 
-from sslfast.models import (
+from sslfast.train.models import (
     BACKBONES,
     BasicBlock,
     Bottleneck,

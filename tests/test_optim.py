@@ -8,7 +8,7 @@ import torch
 from conftest import rel_err
 from torch import nn
 
-from sslfast.optim import LARS, build_optimizer, param_groups_for_ssl, set_lr, warmup_cosine
+from sslfast.train.optim import LARS, build_optimizer, param_groups_for_ssl, set_lr, warmup_cosine
 
 
 def _small_model():

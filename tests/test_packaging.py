@@ -18,9 +18,12 @@ def test_wheel_holds_only_sslfast(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     top = {n.split("/")[0] for n in names}
     assert top == {"sslfast", next(t for t in top if t.endswith(".dist-info"))}, top
+    # every source module ships (a subpackage missing from setup.py's list would break the wheel only)
+    sources = {f"sslfast/{p.relative_to(ROOT / 'sslfast').as_posix()}" for p in (ROOT / "sslfast").rglob("*.py")}
+    sources |= {f"sslfast/{sub}/{p.name}" for sub in ("kernels", "data_pipelines") for p in (ROOT / sub).glob("*.py")}
+    assert sources - set(names) == set()
     assert "sslfast/kernels/vicreg.py" in names
     assert "sslfast/benchmarks/losses.py" in names  # `sslfast bench` must work from a wheel
-    assert "sslfast/data_pipelines/__init__.py" in names
     assert not any(n.startswith(("kernels/", "data_pipelines/", "tests/", "bench/")) for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "sslfast = sslfast.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

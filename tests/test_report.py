@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from sslfast.report import END, START, build, main
-from sslfast.report_schema import ResultsError, load, validate
+from sslfast.report.schema import ResultsError, load, validate
 
 FIXTURES = Path(__file__).parent / "fixtures" / "report"
 ROOT = Path(__file__).resolve().parents[1]

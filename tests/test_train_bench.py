@@ -3,7 +3,7 @@
 import json
 
 from sslfast.cli import main as cli
-from sslfast.report_schema import validate
+from sslfast.report.schema import validate
 
 
 def test_bench_epoch_runs_and_labels_results(tmp_path, capsys):

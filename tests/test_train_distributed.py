@@ -16,7 +16,7 @@ import torch.multiprocessing as mp
 from sslfast.data_pipelines import make_synthetic
 from train_helpers import tiny_step
 
-from sslfast.models import VisionTransformer
+from sslfast.train.models import VisionTransformer
 
 WORLD, B = 2, 8
 METHODS = ("vicreg", "mocov3")  # the library loss's gather_distributed; MoCo v3's own key gather + EMA
@@ -90,7 +90,7 @@ def _failing_worker(rank, port, results):
     import os
     import time
 
-    from sslfast.trainer import TrainConfig, _setup_distributed
+    from sslfast.train.loop import TrainConfig, _setup_distributed
 
     os.environ.update(
         WORLD_SIZE=str(WORLD),

@@ -5,8 +5,8 @@ import torch
 from sslfast.data_pipelines import make_synthetic
 from train_helpers import tiny_spec, tiny_step
 
-from sslfast.methods import METHODS, SSLModel, get_method, moco_v3_loss, momentum_tau
-from sslfast.models import build_backbone
+from sslfast.train.methods import METHODS, SSLModel, get_method, moco_v3_loss, momentum_tau
+from sslfast.train.models import build_backbone
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))

@@ -12,9 +12,9 @@ import pytest
 import torch
 from train_helpers import tiny_cfg
 
-from sslfast.checkpoint import CheckpointError, load_checkpoint
 from sslfast.cli import main as cli
-from sslfast.trainer import ConfigError, load_config, train
+from sslfast.train.checkpoint import CheckpointError, load_checkpoint
+from sslfast.train.loop import ConfigError, load_config, train
 
 CIFAR = Path(os.environ.get("SSLFAST_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 

@@ -7,7 +7,7 @@ import torch
 from sslfast.data_pipelines import make_synthetic
 from train_helpers import tiny_step
 
-from sslfast.train_step import make_train_step
+from sslfast.train.step import make_train_step
 
 
 def test_loss_decreases():

@@ -4,10 +4,10 @@ import functools
 
 import torch
 
-from sslfast.methods import build_model, get_method, momentum_tau
-from sslfast.optim import build_optimizer
-from sslfast.train_step import make_train_step
-from sslfast.trainer import TrainConfig, build_views
+from sslfast.train.loop import TrainConfig, build_views
+from sslfast.train.methods import build_model, get_method, momentum_tau
+from sslfast.train.optim import build_optimizer
+from sslfast.train.step import make_train_step
 
 SIZE = 16
 

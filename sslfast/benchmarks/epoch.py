@@ -47,8 +47,8 @@ def _data(root: str | None, n: int | None, seed: int = 0):
 
 
 def _model(method: str, width: int, proj: int | None, backend: str, device):
-    from sslfast.methods import build_model, get_method
-    from sslfast.optim import build_optimizer
+    from sslfast.train.methods import build_model, get_method
+    from sslfast.train.optim import build_optimizer
 
     torch.manual_seed(0)
     over = {}
@@ -92,7 +92,7 @@ def _timed(run, steps: int, warmup: int, batch: int, device) -> tuple[dict, obje
 
 def bench_ours(method, ds, args, device) -> dict:
     from sslfast.data_pipelines import preset
-    from sslfast.train_step import make_train_step
+    from sslfast.train.step import make_train_step
 
     spec, model, opt = _model(method, args.width, args.proj, "auto", device)
     views = preset(spec.views, "cifar10")

@@ -4,7 +4,7 @@
 
 Features are extracted once (eval transform: the full image, normalised as in training);
 kNN is weighted cosine k=200, T=0.1; the linear probe is L-BFGS logistic regression on
-standardised features (``sslfast.evaluation``). Prints one JSON object; ``--out`` also writes it.
+standardised features (``sslfast.eval.features``). Prints one JSON object; ``--out`` also writes it.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ def evaluate(args: argparse.Namespace) -> dict:
 
     import torch
 
-    from .evaluation import extract_features, knn_classify, linear_probe, normalizer
-    from .trainer import ConfigError, build_views, load_data, method_spec, model_from_checkpoint
+    from ..train.loop import ConfigError, build_views, load_data, method_spec, model_from_checkpoint
+    from .features import extract_features, knn_classify, linear_probe, normalizer
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, cfg, ckpt = model_from_checkpoint(args.checkpoint, device)
@@ -97,9 +97,9 @@ def evaluate(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .checkpoint import CheckpointError
-    from .data_pipelines.datasets import DatasetError
-    from .trainer import ConfigError
+    from ..data_pipelines.datasets import DatasetError
+    from ..train.checkpoint import CheckpointError
+    from ..train.loop import ConfigError
 
     args = parser().parse_args(argv)
     try:

@@ -43,7 +43,7 @@ EMP_EVAL_PATCHES = 16
 
 @dataclass(frozen=True)
 class Recipe:
-    """One speed-run recipe. ``None`` fields take the method's published default (sslfast.methods)."""
+    """One speed-run recipe. ``None`` fields take the method's published default (sslfast.train.methods)."""
 
     name: str
     method: str
@@ -75,7 +75,7 @@ RECIPES: dict[str, Recipe] = {
             knn_every=1,
             probe_epochs=(1, 2, 5),
             eval_patches=EMP_EVAL_PATCHES,
-            source="tsb0601/EMP-SSL settings (sslfast.methods), 10 epochs",
+            source="tsb0601/EMP-SSL settings (sslfast.train.methods), 10 epochs",
         ),
         # The same EMP-SSL recipe on the second backbone the issue asks for: ViT-Tiny with 4x4
         # patches (65 tokens on 32x32 crops), about ResNet-18-CIFAR's cost per image.
@@ -207,14 +207,14 @@ class Evaluator:
     patch_views: list | None = None  # ViewSpecs of the bag-of-patches linear probe, or None
 
     def features(self, backbone, images):
-        from sslfast.evaluation import extract_features, normalizer
+        from sslfast.eval.features import extract_features, normalizer
 
         return extract_features(
             backbone, images, transform=normalizer(self.mean, self.std), batch_size=1024, autocast_dtype=self.amp_dtype
         )
 
     def knn(self, backbone) -> float:
-        from sslfast.evaluation import knn_classify
+        from sslfast.eval.features import knn_classify
 
         n = min(self.knn_train, self.train_images.shape[0])
         train = self.features(backbone, self.train_images[:n])
@@ -226,7 +226,7 @@ class Evaluator:
         )
 
     def probe_features(self, backbone, images, seed: int):
-        from sslfast.evaluation import extract_patch_features
+        from sslfast.eval.features import extract_patch_features
 
         if not self.patch_views:
             return self.features(backbone, images)
@@ -235,7 +235,7 @@ class Evaluator:
         )
 
     def linear(self, backbone) -> float:
-        from sslfast.evaluation import linear_probe
+        from sslfast.eval.features import linear_probe
 
         train = self.probe_features(backbone, self.train_images, seed=0)
         test = self.probe_features(backbone, self.test_images, seed=1)
@@ -284,9 +284,9 @@ class Timer:
 class RecipeRunner:
     def __init__(self, recipe: Recipe, train, device: torch.device, args):
         from sslfast.data_pipelines import preset
-        from sslfast.methods import get_method, momentum_tau
-        from sslfast.optim import build_optimizer, warmup_cosine
-        from sslfast.train_step import make_train_step
+        from sslfast.train.methods import get_method, momentum_tau
+        from sslfast.train.optim import build_optimizer, warmup_cosine
+        from sslfast.train.step import make_train_step
 
         self.recipe, self.device, self.args = recipe, device, args
         ours = recipe.pipeline == "ours"
@@ -373,7 +373,7 @@ class RecipeRunner:
         }
 
     def _fresh_model(self, seed: int):
-        from sslfast.methods import build_model
+        from sslfast.train.methods import build_model
 
         torch.manual_seed(seed)
         return build_model(

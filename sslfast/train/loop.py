@@ -38,7 +38,7 @@ from .checkpoint import (
 )
 from .methods import MethodSpec, build_model, get_method, momentum_tau
 from .optim import build_optimizer, warmup_cosine
-from .train_step import TrainStep, make_train_step, step_seed
+from .step import TrainStep, make_train_step, step_seed
 
 __all__ = ["ConfigError", "TrainConfig", "build_views", "load_config", "train"]
 
@@ -190,7 +190,7 @@ def method_spec(cfg: TrainConfig) -> MethodSpec:
 
 def build_views(spec: MethodSpec, cfg: TrainConfig) -> list:
     """The method's ViewSpecs (CIFAR presets), with the config's size / patch / multi-crop options."""
-    from .data_pipelines import preset
+    from ..data_pipelines import preset
 
     if spec.views == "emp_ssl":
         views = preset("emp_ssl", n_patches=spec.num_views or 20)
@@ -207,7 +207,7 @@ def build_views(spec: MethodSpec, cfg: TrainConfig) -> list:
 
 def load_data(cfg: TrainConfig):
     """(train ImageDataset, kNN train split or None, kNN test split or None, label)."""
-    from .data_pipelines import ImageFolder, load_cifar10, make_synthetic
+    from ..data_pipelines import ImageFolder, load_cifar10, make_synthetic
 
     if cfg.data == "cifar10":
         root = cfg.data_root
@@ -592,7 +592,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
 
 
 def _knn_monitor(cfg: TrainConfig, train_set, test_set, views, device):
-    from .evaluation import KNNMonitor, normalizer
+    from ..eval.features import KNNMonitor, normalizer
 
     ntr = min(len(train_set), cfg.knn_train_size or len(train_set))
     nte = min(len(test_set), cfg.knn_test_size or len(test_set))

@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .report_schema import ReportError, Run
-from .report_tables import AUGMENT_PATHS, epoch_pairs, loss_elements, tta_groups, tta_thresholds
+from .schema import ReportError, Run
+from .tables import AUGMENT_PATHS, epoch_pairs, loss_elements, tta_groups, tta_thresholds
 
 PNG_META = {"Software": None}  # no version string in the file: the same data gives the same bytes
 

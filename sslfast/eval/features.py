@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_tensor
+from .._checks import check_tensor
 
 __all__ = [
     "KNNMonitor",
@@ -490,7 +490,7 @@ def linear_probe(
 
 
 def _train_adamw(head, x, y, epochs, lr, weight_decay, batch_size, gen):
-    from .optim import warmup_cosine
+    from ..train.optim import warmup_cosine
 
     n = x.shape[0]
     bs = n if batch_size is None else min(batch_size, n)

@@ -47,7 +47,7 @@ torch: str, triton: str|null, git_sha: str|null, timestamp: ISO 8601 str``.
   backbone in the same file / mean seconds of the recipe. The goals (≥ 85% in ≤ 45 s, ≥ 90% in
   ≤ 180 s, ≥ 3 seeds) are judged on GPU files only.
 
-Check a writer's output with ``sslfast.report_schema.validate(doc)``.
+Check a writer's output with ``sslfast.report.schema.validate(doc)``.
 """
 
 from __future__ import annotations
@@ -59,8 +59,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import report_tables as tables
-from .report_schema import KINDS, ReportError, ResultsError, Run, load
+from . import tables
+from .schema import KINDS, ReportError, ResultsError, Run, load
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 TITLES = {
@@ -234,7 +234,7 @@ def render(
 
 
 def write_plots(chosen: list[Run], out: Path) -> dict[Path, list[str]]:
-    from .report_plots import PLOT
+    from .plots import PLOT
 
     written = {r.path: PLOT[r.kind](r, out, _stem(r)) for r in chosen}
     keep = {n for names in written.values() for n in names}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import statistics
 
-from .report_schema import Run
+from .schema import Run
 
 RUN_COLS = ["device", "torch", "triton", "commit"]
 # The goals for one H100 (time-to-accuracy: mean over >= 3 seeds).

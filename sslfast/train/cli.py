@@ -89,9 +89,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ..data_pipelines.datasets import DatasetError
     from .checkpoint import CheckpointError
-    from .data_pipelines.datasets import DatasetError
-    from .trainer import ConfigError, load_config, train
+    from .loop import ConfigError, load_config, train
 
     args = vars(parser().parse_args(argv))
     config, resume = args.pop("config"), args.pop("resume")

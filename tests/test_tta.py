@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from sslfast.benchmarks.speedrun import RECIPES, crossings, main
-from sslfast.report_schema import validate
+from sslfast.benchmarks.tta import RECIPES, crossings, main
+from sslfast.report.schema import validate
 
 
 def test_crossings_pick_the_first_point_at_or_above_each_threshold():
@@ -19,7 +19,7 @@ def test_recipes_include_the_reference():
 
 
 def test_quick_defaults_to_synthetic_data_but_honours_an_explicit_choice():
-    from sslfast.benchmarks.speedrun import parse_args
+    from sslfast.benchmarks.tta import parse_args
 
     assert parse_args(["--quick"]).data == "synthetic"
     assert parse_args(["--quick", "--data", "cifar10"]).data == "cifar10"
@@ -35,7 +35,7 @@ def test_quick_defaults_to_synthetic_data_but_honours_an_explicit_choice():
 
 
 def test_summary_counts_seeds_that_crossed_and_their_mean_std_seconds():
-    from sslfast.benchmarks.speedrun import summarise
+    from sslfast.benchmarks.tta import summarise
 
     def row(seed, t85, final):
         hit = None if t85 is None else {"seconds": t85, "epoch": t85 / 10}
@@ -58,7 +58,7 @@ def test_the_untrained_point_is_a_floor_never_a_crossing():
 def test_the_training_budget_can_bind_the_reference_alone():
     from argparse import Namespace
 
-    from sslfast.benchmarks.speedrun import _budget, _seeds
+    from sslfast.benchmarks.tta import _budget, _seeds
 
     args = Namespace(max_train_seconds=None, reference_max_train_seconds=150.0, seeds=3, reference_seeds=1)
     assert _budget(RECIPES["emp_ssl"], args) is None and _budget(RECIPES["emp_ssl_reference"], args) == 150.0
@@ -68,7 +68,7 @@ def test_the_training_budget_can_bind_the_reference_alone():
 
 
 def test_default_recipes_run_a_second_backbone_and_the_reference():
-    from sslfast.benchmarks.speedrun import DEFAULT_RECIPES
+    from sslfast.benchmarks.tta import DEFAULT_RECIPES
 
     recipes = [RECIPES[n] for n in DEFAULT_RECIPES]
     assert {r.backbone for r in recipes if r.method == "emp_ssl"} == {"resnet18_cifar", "vit_tiny"}
@@ -78,7 +78,7 @@ def test_default_recipes_run_a_second_backbone_and_the_reference():
 def test_cpu_size_overrides_reach_the_right_backbone():
     from argparse import Namespace
 
-    from sslfast.benchmarks.speedrun import backbone_kwargs
+    from sslfast.benchmarks.tta import backbone_kwargs
 
     args = Namespace(width=8, vit_depth=2, vit_dim=48)
     assert backbone_kwargs(RECIPES["emp_ssl"], args) == {"width": 8}
@@ -122,7 +122,7 @@ def test_reduced_speedrun_end_to_end(tmp_path):
 
 
 def test_finished_runs_survive_a_command_cut_off_by_a_time_limit(tmp_path, monkeypatch):
-    from sslfast.benchmarks import speedrun
+    from sslfast.benchmarks import tta as speedrun
 
     real_run, calls = speedrun.RecipeRunner.run, []
 

@@ -39,7 +39,7 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 
 def _slice_params(p, sl: slice):
-    from .data_pipelines import ViewParams
+    from ..data_pipelines import ViewParams
 
     return ViewParams(**{f.name: getattr(p, f.name)[sl] for f in fields(ViewParams)})
 
@@ -66,7 +66,7 @@ class TrainStep:
         world_size: int = 1,
         rank: int = 0,
     ):
-        from .data_pipelines import ViewSpec
+        from ..data_pipelines import ViewSpec
 
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -128,7 +128,7 @@ class TrainStep:
         Distributed: parameters are drawn for the *global* batch (world_size × B rows) and this
         rank keeps its rows, so the views equal the single-process views of the concatenated batch.
         """
-        from .data_pipelines import make_views, sample_params
+        from ..data_pipelines import make_views, sample_params
 
         step = self.step if step is None else step
         batch = batch.to(self.device, non_blocking=True)
