@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -80,13 +81,125 @@ def stack_views(z, name: str = "z", min_views: int = 1, min_batch: int = 1) -> t
     return views
 
 
+# ---------------------------------------------------------------------------------------------
+# Scalars: the one home of "must be a positive int"-style checks. Each returns the value (as a
+# float for numbers) and raises a ValueError that names the argument, the value seen and the
+# accepted range. bools are refused where numbers are expected (True is an int in Python).
+# ---------------------------------------------------------------------------------------------
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_int(value, name: str, *, min: int = 1, max: int | None = None, allow_none: bool = False):
+    """An int in [min, max] (None too when ``allow_none``)."""
+    if value is None and allow_none:
+        return None
+    if not _is_int(value) or value < min or (max is not None and value > max):
+        what = (
+            {0: "a non-negative int", 1: "a positive int"}.get(min, f"an int >= {min}")
+            if max is None
+            else (f"an int in [{min}, {max}]")
+        )
+        raise ValueError(f"{name} must be {what}{' or None' if allow_none else ''}, got {value!r}")
+    return value
+
+
+def check_number(
+    value,
+    name: str,
+    *,
+    min: float | None = None,
+    max: float | None = None,
+    min_open: bool = False,
+    allow_none: bool = False,
+) -> float | None:
+    """A finite real number in [min, max] (or (min, max] with ``min_open``); None when ``allow_none``."""
+    if value is None and allow_none:
+        return None
+    ok = _is_number(value) and math.isfinite(value)
+    if ok and min is not None:
+        ok = value > min if min_open else value >= min
+    if ok and max is not None:
+        ok = value <= max
+    if not ok:
+        lo = "" if min is None else (f" > {min:g}" if min_open else f" >= {min:g}")
+        hi = "" if max is None else f" <= {max:g}"
+        rng = " and".join(x for x in (lo, hi) if x)
+        raise ValueError(f"{name} must be a finite number{rng}{' or None' if allow_none else ''}, got {value!r}")
+    return float(value)
+
+
+def check_prob(value, name: str) -> float:
+    """A number in [0, 1]."""
+    if not (_is_number(value) and 0 <= value <= 1):
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def check_choice(value, name: str, choices) -> str:
+    """One of ``choices`` (strings)."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+    return value
+
+
 def check_positive(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+    """A finite number > 0."""
+    if not (_is_number(value) and value > 0 and math.isfinite(value)):
         raise ValueError(f"{name} must be a positive number, got {value!r}")
     return float(value)
 
 
 def check_nonnegative(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+    """A finite number >= 0."""
+    if not (_is_number(value) and value >= 0 and math.isfinite(value)):
         raise ValueError(f"{name} must be a non-negative number, got {value!r}")
     return float(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation inputs
+# ---------------------------------------------------------------------------------------------
+
+
+def check_labels(y, name: str, n: int, n_name: str) -> torch.Tensor:
+    """(N,) integer class indices matching ``n`` rows of ``n_name``."""
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of class indices, got {type(y).__name__}")
+    if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
+        raise TypeError(f"{name} must be an integer tensor of class indices, got {y.dtype}")
+    if y.dim() != 1:
+        raise ValueError(f"{name} must have shape (N,), got shape {tuple(y.shape)}")
+    if y.shape[0] != n:
+        raise ValueError(f"{name} has {y.shape[0]} labels but {n_name} has {n} rows")
+    return y
+
+
+def check_features(x, name: str) -> torch.Tensor:
+    """A non-empty (N, D) floating-point feature matrix."""
+    check_tensor(x, name)
+    if x.dim() != 2:
+        raise ValueError(f"{name} must have shape (N, D), got a {x.dim()}-d tensor of shape {tuple(x.shape)}")
+    if x.shape[0] < 1 or x.shape[1] < 1:
+        raise ValueError(f"{name} must be non-empty (N, D), got shape {tuple(x.shape)}")
+    return x
+
+
+def check_num_classes(value, *labels: torch.Tensor) -> int:
+    """``value`` checked against the labels (all < value, none negative); None: max label + 1."""
+    lo = min(int(y.min()) for y in labels)
+    hi = max(int(y.max()) for y in labels)
+    if lo < 0:
+        raise ValueError(f"labels must be >= 0, got a minimum of {lo}")
+    if value is None:
+        return hi + 1
+    check_int(value, "num_classes")
+    if hi >= value:
+        raise ValueError(f"labels must be < num_classes={value}, got a maximum of {hi}")
+    return value

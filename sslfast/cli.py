@@ -1,5 +1,6 @@
 """`sslfast` command line. Each subcommand lives in its own module and is imported lazily,
 so `sslfast env` never pays for triton, DALI or matplotlib."""
+
 from __future__ import annotations
 
 import importlib
@@ -23,7 +24,7 @@ USAGE = f"""usage: sslfast <command> [options]
 
 commands:
   env                     versions, device, interpreter, what backend='auto' resolves to
-  bench <{'|'.join(BENCHES)}>   benchmarks (results JSON under bench/results/)
+  bench <{"|".join(BENCHES)}>   benchmarks (results JSON under bench/results/)
   train                   self-supervised training run
   eval                    kNN / linear-probe evaluation of a checkpoint
   report                  markdown report + plots from bench/results/*.json

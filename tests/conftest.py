@@ -1,4 +1,8 @@
-"""Shared fixtures. Kernels run on the Triton CPU interpreter when no GPU is present."""
+"""Fixtures and hooks. Kernels run on the Triton CPU interpreter when no GPU is present.
+
+Shared helpers live in ``helpers.py`` (``from helpers import DEVICE, rel_err``), not here.
+"""
+
 import os
 
 import torch
@@ -8,9 +12,7 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest  # noqa: E402
-
-DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-ON_GPU = DEVICE.type == "cuda"
+from helpers import DEVICE, ON_GPU  # noqa: E402
 
 
 def pytest_collection_modifyitems(config, items):
@@ -23,12 +25,3 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def device():
     return DEVICE
-
-
-def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
-    """||out - ref|| / ||ref|| in float64 (the suite's one error measure)."""
-    out, ref = out.detach().double().cpu(), ref.detach().double().cpu()
-    denom = ref.norm()
-    if denom == 0:
-        return float(out.norm())
-    return float((out - ref).norm() / denom)

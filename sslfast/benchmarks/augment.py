@@ -6,6 +6,7 @@ CPU and (b) runs DALI's CPU backend; both are labelled as such in the table and 
 Triton interpreter is never timed (it measures nothing useful). Targets (on one H100): the
 fused path >= 1,000,000 32x32 views/s and >= 50x the CPU baseline with all cores as workers.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,7 +17,8 @@ import time
 
 import torch
 
-from .common import sync, write_results
+from .._device import sync
+from .common import write_results
 
 PRESETS = {
     "cifar-2view": lambda: __import__("sslfast.data_pipelines.views", fromlist=["simclr"]).simclr("cifar10"),
@@ -35,8 +37,9 @@ def bench_baseline(images, labels, specs, batch_size: int, workers: int, epochs:
     from sslfast.data_pipelines._baseline import PILViewDataset
 
     ds = PILViewDataset(images, labels, specs)
-    loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=workers,
-                                         persistent_workers=workers > 0, drop_last=False)
+    loader = torch.utils.data.DataLoader(
+        ds, batch_size=batch_size, shuffle=True, num_workers=workers, persistent_workers=workers > 0, drop_last=False
+    )
     for _ in loader:  # warm-up: worker start-up and first imports
         pass
     times = []
@@ -58,8 +61,15 @@ def bench_dali(images, labels, specs, batch_size: int, epochs: int, device: torc
     from sslfast.data_pipelines.dali import DaliViewLoader
 
     device_id = device.index or 0 if device.type == "cuda" else None
-    loader = DaliViewLoader(specs, images=images, labels=labels, batch_size=batch_size, drop_last=True,
-                            device_id=device_id, num_threads=os.cpu_count())
+    loader = DaliViewLoader(
+        specs,
+        images=images,
+        labels=labels,
+        batch_size=batch_size,
+        drop_last=True,
+        device_id=device_id,
+        num_threads=os.cpu_count(),
+    )
     for _ in loader:
         pass
     times = []
@@ -73,8 +83,11 @@ def bench_dali(images, labels, specs, batch_size: int, epochs: int, device: torc
     del loader  # release DALI's worker threads before the next path
     gc.collect()
     t = sorted(times)[len(times) // 2]
-    return {"seconds_per_epoch": t, "views_per_s": _rate(n * len(specs), t),
-            "backend": "DALI GPU" if device_id is not None else "DALI CPU backend"}
+    return {
+        "seconds_per_epoch": t,
+        "views_per_s": _rate(n * len(specs), t),
+        "backend": "DALI GPU" if device_id is not None else "DALI CPU backend",
+    }
 
 
 def bench_fused(images, specs, batch_size: int, epochs: int, device: torch.device, out_dtype) -> dict:
@@ -88,7 +101,7 @@ def bench_fused(images, specs, batch_size: int, epochs: int, device: torch.devic
 
     def epoch():
         for s in range(0, n, batch_size):
-            make_views(imgs[s:s + batch_size], specs, generator=g, backend=backend, out_dtype=out_dtype)
+            make_views(imgs[s : s + batch_size], specs, generator=g, backend=backend, out_dtype=out_dtype)
         sync(device)
 
     epoch()  # warm-up (kernel compilation on CUDA)
@@ -103,14 +116,19 @@ def bench_fused(images, specs, batch_size: int, epochs: int, device: torch.devic
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="sslfast bench augment", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="sslfast bench augment", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes; well under a minute on a CPU")
     parser.add_argument("--out", default=None, help="results folder (default bench/results/)")
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     parser.add_argument("--images", type=int, default=None, help="images per epoch (default 2048, quick 256)")
-    parser.add_argument("--fused-images", type=int, default=None,
-                        help="images per epoch for the fused path (default: 50000 on CUDA, else --images)")
+    parser.add_argument(
+        "--fused-images",
+        type=int,
+        default=None,
+        help="images per epoch for the fused path (default: 50000 on CUDA, else --images)",
+    )
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--epochs", type=int, default=None, help="timed epochs (median); default 3, quick 1")
     parser.add_argument("--presets", default=",".join(PRESETS), help=f"comma list from {list(PRESETS)}")
@@ -139,8 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         imgs, labs = data.images[:n_img], data.labels[:n_img]
         # fused first: DALI's CPU worker threads linger and slow later torch CPU work on small machines
         if "fused" in paths:
-            res["fused"] = bench_fused(data.images[:n_fused], specs, batch, epochs, device,
-                                       torch.bfloat16 if args.bf16 else torch.float32)
+            res["fused"] = bench_fused(
+                data.images[:n_fused], specs, batch, epochs, device, torch.bfloat16 if args.bf16 else torch.float32
+            )
             res["fused"]["n_images"] = n_fused
         if "baseline" in paths:
             res["baseline"] = bench_baseline(imgs, labs, specs, batch, args.workers, epochs)
@@ -156,14 +175,24 @@ def main(argv: list[str] | None = None) -> int:
 
     on_gpu = device.type == "cuda"
     payload = {
-        "config": {"quick": args.quick, "batch_size": batch, "epochs": epochs, "device": str(device),
-                   "data": "make_synthetic 32x32 uint8", "out_dtype": "bfloat16" if args.bf16 else "float32"},
+        "config": {
+            "quick": args.quick,
+            "batch_size": batch,
+            "epochs": epochs,
+            "device": str(device),
+            "data": "make_synthetic 32x32 uint8",
+            "out_dtype": "bfloat16" if args.bf16 else "float32",
+        },
         "results": rows,
         "targets": {
-            "fused_views_per_s": TARGET_VIEWS_PER_S, "speedup_vs_baseline": TARGET_SPEEDUP,
+            "fused_views_per_s": TARGET_VIEWS_PER_S,
+            "speedup_vs_baseline": TARGET_SPEEDUP,
             "measured_on_gpu": on_gpu,
-            "note": ("measured with the Triton kernel on a GPU" if on_gpu else
-                     "NOT a GPU measurement: CPU-only run; the fused path ran its torch implementation"),
+            "note": (
+                "measured with the Triton kernel on a GPU"
+                if on_gpu
+                else "NOT a GPU measurement: CPU-only run; the fused path ran its torch implementation"
+            ),
         },
     }
     path = write_results("augment", payload, out_dir=args.out, device=device)
@@ -183,8 +212,14 @@ def _print(rows, device, path) -> None:
             if key in r:
                 x = r[key]
                 sp = x.get("speedup_vs_baseline")
-                table.add_row(f"{r['preset']} ({r['n_views']}x{r['view_size']})", key, x["backend"], str(x["n_images"]),
-                              f"{x['views_per_s']:,.0f}", "" if sp is None else f"{sp:.2f}x")
+                table.add_row(
+                    f"{r['preset']} ({r['n_views']}x{r['view_size']})",
+                    key,
+                    x["backend"],
+                    str(x["n_images"]),
+                    f"{x['views_per_s']:,.0f}",
+                    "" if sp is None else f"{sp:.2f}x",
+                )
     console = Console()
     console.print(table)
     console.print(f"results: {path}")

@@ -4,12 +4,12 @@ GPU: `triton.testing.do_bench` (CUDA events, L2 flushed between runs) for microb
 CPU: `time.perf_counter` around each call. Both report the median with p20/p80.
 Every JSON written records the device, versions and git sha (`sslfast.env.collect`).
 """
+
 from __future__ import annotations
 
 import json
 import math
 import os
-import re
 import statistics
 import time
 from collections.abc import Callable
@@ -17,14 +17,11 @@ from pathlib import Path
 
 import torch
 
+from .._device import sync
 from ..env import collect
+from ..report.schema import slug, validate
 
 RESULTS_DIR_ENV = "SSLFAST_RESULTS"
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def quantiles(samples_ms: list[float]) -> dict:
@@ -92,22 +89,6 @@ def peak_memory_mb(fn: Callable[[], object], device: torch.device) -> float | No
     return (torch.cuda.max_memory_allocated(device) - base) / 2**20
 
 
-def load_cifar10_from_known_places(root: str | os.PathLike | None, test: bool = True):
-    """CIFAR-10 ``(train, test or None)`` from ``root``, ``$SSLFAST_DATA`` or ``../shared/data``
-    (the first that loads). Raises the last ``DatasetError``, naming every place tried."""
-    from sslfast.data_pipelines import load_cifar10
-    from sslfast.data_pipelines.datasets import DatasetError
-
-    tried = [str(c) for c in (root, os.environ.get("SSLFAST_DATA"), Path.cwd().parent / "shared" / "data") if c]
-    last: DatasetError | None = None
-    for place in tried:
-        try:
-            return load_cifar10(place, train=True), (load_cifar10(place, train=False) if test else None)
-        except DatasetError as e:
-            last = e
-    raise DatasetError(f"CIFAR-10 not found in any of {tried}; last error: {last}")
-
-
 def default_results_dir() -> Path:
     if os.environ.get(RESULTS_DIR_ENV):
         return Path(os.environ[RESULTS_DIR_ENV])
@@ -115,24 +96,26 @@ def default_results_dir() -> Path:
     return here if here.parent.is_dir() else Path.cwd() / "sslfast-results"
 
 
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()[:40]
-
-
-def write_results(name: str, payload: dict, out_dir: str | os.PathLike | None = None,
-                  device: torch.device | None = None, path: Path | None = None) -> Path:
+def write_results(
+    name: str,
+    payload: dict,
+    out_dir: str | os.PathLike | None = None,
+    device: torch.device | None = None,
+    path: Path | None = None,
+) -> Path:
     """Write ``{"benchmark": name, "env": ..., **payload}`` as JSON and return its path.
 
     ``path``: rewrite that file (a long benchmark saving its progress) instead of a new one.
     """
     env = collect(device)
-    doc = {"benchmark": name, "env": env, **payload}
+    doc = json.loads(json.dumps({"benchmark": name, "env": env, **payload}, default=str))
     if path is None:
         out = Path(out_dir) if out_dir else default_results_dir()
         out.mkdir(parents=True, exist_ok=True)
         stamp = env["timestamp"].replace(":", "").replace("-", "").replace("+0000", "Z")
-        path = out / f"{name}-{slug(env['device'])}-{stamp}.json"
+        path = out / f"{name}-{slug(env['device'])[:40].strip('-')}-{stamp}.json"
+    validate(doc, path)  # the one results contract: a writer never leaves a file the report cannot read
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, sort_keys=False, default=str))
+    tmp.write_text(json.dumps(doc, indent=2, sort_keys=False))
     tmp.replace(path)
     return path

@@ -7,6 +7,7 @@ p20/p80 and peak memory, prints a table and writes a JSON under bench/results/. 
 taken within one run. On CPU the triton backend would run on the interpreter, which measures
 nothing useful, so it is skipped, and compiling the reference is opt-in (``--compile``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,6 +16,7 @@ import sys
 
 import torch
 
+from ..report.schema import loss_size
 from .cases import Case, all_cases
 from .common import peak_memory_mb, time_fn, write_results
 
@@ -37,8 +39,15 @@ def _runner(fn, inputs, backward: bool):
     return lambda: torch.autograd.grad(fn(*inputs), inputs)
 
 
-def run_case(case: Case, device: torch.device, dtype: torch.dtype, *, compile_reference: bool,
-             modes: tuple[str, ...], max_time_s: float) -> list[dict]:
+def run_case(
+    case: Case,
+    device: torch.device,
+    dtype: torch.dtype,
+    *,
+    compile_reference: bool,
+    modes: tuple[str, ...],
+    max_time_s: float,
+) -> list[dict]:
     gen = torch.Generator().manual_seed(0)
     base = case.make_inputs(device, dtype, gen)
     rows = []
@@ -65,15 +74,12 @@ def run_case(case: Case, device: torch.device, dtype: torch.dtype, *, compile_re
             if device.type == "cuda":
                 torch.cuda.empty_cache()
         for r in rows:  # ratios against the compiled reference, same run
-            comp = next((x for x in rows if x["impl"] == "reference_compiled" and x["mode"] == mode
-                         and "median_ms" in x), None)
+            comp = next(
+                (x for x in rows if x["impl"] == "reference_compiled" and x["mode"] == mode and "median_ms" in x), None
+            )
             if comp and r["mode"] == mode and "median_ms" in r:
                 r["speedup_vs_reference_compiled"] = comp["median_ms"] / r["median_ms"]
     return rows
-
-
-def _size(row: dict) -> str:
-    return "×".join(f"{k}={row[k]}" for k in ("V", "B", "N", "D") if k in row)
 
 
 def print_table(rows: list[dict], title: str) -> None:
@@ -85,12 +91,17 @@ def print_table(rows: list[dict], title: str) -> None:
         table.add_column(col, justify="right" if "ms" in col or "×" in col or "MiB" in col else "left")
     for r in rows:
         if "error" in r:
-            table.add_row(r["loss"], _size(r), r["mode"], r["impl"], "—", r["error"][:40], "", "", "")
+            table.add_row(r["loss"], loss_size(r), r["mode"], r["impl"], "—", r["error"][:40], "", "", "")
             continue
         mem = r.get("peak_memory_mb")
         table.add_row(
-            r["loss"], _size(r), r["mode"], r["impl"], f"{r['median_ms']:.3f}",
-            f"{r['p20_ms']:.3f}–{r['p80_ms']:.3f}", "n/a" if mem is None else f"{mem:.1f}",
+            r["loss"],
+            loss_size(r),
+            r["mode"],
+            r["impl"],
+            f"{r['median_ms']:.3f}",
+            f"{r['p20_ms']:.3f}–{r['p80_ms']:.3f}",
+            "n/a" if mem is None else f"{mem:.1f}",
             f"{r.get('speedup_vs_reference', float('nan')):.2f}",
             f"{r['speedup_vs_reference_compiled']:.2f}" if "speedup_vs_reference_compiled" in r else "",
         )
@@ -98,17 +109,24 @@ def print_table(rows: list[dict], title: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="sslfast bench losses", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="sslfast bench losses", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="a small subset (one size per loss)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
     parser.add_argument("--loss", action="append", help="only these losses (repeatable)")
     parser.add_argument("--mode", choices=["fwd", "fwd+bwd", "both"], default="both")
-    parser.add_argument("--compile", dest="compile_reference", action=argparse.BooleanOptionalAction, default=None,
-                        help="also time the reference under torch.compile (default: on for CUDA, off for CPU)")
-    parser.add_argument("--max-time", type=float, default=None,
-                        help="CPU: seconds per timing at most (default 2 with --quick, else 10)")
+    parser.add_argument(
+        "--compile",
+        dest="compile_reference",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also time the reference under torch.compile (default: on for CUDA, off for CPU)",
+    )
+    parser.add_argument(
+        "--max-time", type=float, default=None, help="CPU: seconds per timing at most (default 2 with --quick, else 10)"
+    )
     parser.add_argument("--out", default=None, help="results folder (default bench/results/)")
     args = parser.parse_args(argv)
 
@@ -121,16 +139,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     rows = []
     for case in cases:
-        rows += run_case(case, device, DTYPES[args.dtype], compile_reference=compile_reference,
-                         modes=modes, max_time_s=args.max_time or (2.0 if args.quick else 10.0))
+        rows += run_case(
+            case,
+            device,
+            DTYPES[args.dtype],
+            compile_reference=compile_reference,
+            modes=modes,
+            max_time_s=args.max_time or (2.0 if args.quick else 10.0),
+        )
     notes = []
     if device.type != "cuda":
-        notes.append("CPU run: the triton backend is skipped (interpreter timings are meaningless); "
-                     "peak memory is not measured on CPU")
+        notes.append(
+            "CPU run: the triton backend is skipped (interpreter timings are meaningless); "
+            "peak memory is not measured on CPU"
+        )
     if not compile_reference:
         notes.append("reference under torch.compile not timed (pass --compile)")
-    path = write_results("losses", {"quick": args.quick, "dtype": args.dtype, "notes": notes, "results": rows},
-                         args.out, device)
+    path = write_results(
+        "losses", {"quick": args.quick, "dtype": args.dtype, "notes": notes, "results": rows}, args.out, device
+    )
     print_table(rows, f"sslfast bench losses ({device.type}, {args.dtype})")
     for note in notes:
         print(f"note: {note}")

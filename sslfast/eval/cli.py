@@ -4,7 +4,7 @@
 
 Features are extracted once (eval transform: the full image, normalised as in training);
 kNN is weighted cosine k=200, T=0.1; the linear probe is L-BFGS logistic regression on
-standardised features (``sslfast.eval.features``). Prints one JSON object; ``--out`` also writes it.
+standardised features (``sslfast.eval``). Prints one JSON object; ``--out`` also writes it.
 """
 
 from __future__ import annotations
@@ -40,8 +40,11 @@ def evaluate(args: argparse.Namespace) -> dict:
 
     import torch
 
-    from ..train.loop import ConfigError, build_views, load_data, method_spec, model_from_checkpoint
-    from .features import extract_features, knn_classify, linear_probe, normalizer
+    from ..train.config import ConfigError
+    from ..train.setup import build_views, load_data, method_spec, model_from_checkpoint
+    from .features import extract_features, normalizer
+    from .knn import knn_classify
+    from .probe import linear_probe
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, cfg, ckpt = model_from_checkpoint(args.checkpoint, device)
@@ -99,7 +102,7 @@ def evaluate(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     from ..data_pipelines.datasets import DatasetError
     from ..train.checkpoint import CheckpointError
-    from ..train.loop import ConfigError
+    from ..train.config import ConfigError
 
     args = parser().parse_args(argv)
     try:

@@ -20,47 +20,20 @@ Rules
 - The output depends only on the files (no clock, no absolute paths): running it twice on the same
   results gives the same bytes. Stale ``<kind>-*.png`` files in ``--out`` are removed.
 
-Schema (what the report reads; other keys are allowed; ``?`` = optional; ``num`` = int or float)
-Every kind: ``{"benchmark": str, "env": {...}, "results": [...]}`` with env (written by
-``sslfast.env.collect``) holding at least ``device: str, device_type: str ("cuda" = GPU),
-torch: str, triton: str|null, git_sha: str|null, timestamp: ISO 8601 str``.
-
-- ``losses`` (sslfast bench losses), top ``quick?: bool, dtype?: str, notes?: [str]``; row:
-  ``loss: str, impl: str, mode: str, N?/D?/V?/B?: int`` (at least one), then either
-  ``median_ms: num, p20_ms?: num, p80_ms?: num, peak_memory_mb?: num|null,
-  speedup_vs_reference?: num, speedup_vs_reference_compiled?: num`` or ``error: str``.
-- ``augment`` (sslfast bench augment), top ``config?: {quick?, out_dtype?}, targets?: {note?,
-  fused_views_per_s?}``; row: ``preset: str, n_views: int, view_size: int`` and at least one of
-  ``baseline/dali/fused: {views_per_s: num, backend: str, n_images?: int,
-  speedup_vs_baseline?: num}``.
-- ``epoch`` (sslfast bench epoch), top ``quick?: bool, notes?: [str]``; row:
-  ``method: str, pipeline: "ours"|"reference", images_per_s: num, s_per_epoch: num,
-  backbone?: str``. Put both pipelines of a method (and backbone) in the same file: the
-  "× faster" column is reference s_per_epoch / ours s_per_epoch from that file.
-- ``tta`` (sslfast bench tta), top ``quick?: bool, notes?: [str]``; one row per timed run:
-  ``recipe: str, pipeline: "ours"|"reference", seed: int, backbone: str,
-  curve: [[seconds, epoch, top1], ...]`` (training seconds, evaluation excluded, not decreasing;
-  top1 in percent), ``thresholds: {"85": {"seconds": num, "epoch": num} | null, ...}`` (keys are
-  percent; null = never reached), ``final_linear_top1: num|null`` (percent),
-  ``train_seconds: num, eval_seconds: num``. Runs are aggregated over seeds per (backbone,
-  pipeline, recipe) as mean ± std; "× faster" = mean seconds of the one reference recipe of that
-  backbone in the same file / mean seconds of the recipe. The goals (≥ 85% in ≤ 45 s, ≥ 90% in
-  ≤ 180 s, ≥ 3 seeds) are judged on GPU files only.
-
-Check a writer's output with ``sslfast.report.schema.validate(doc)``.
+The results contract (what every benchmark writes and the report reads) is ``sslfast.report.schema``:
+writers validate on write (``benchmarks.common.write_results``), the report validates on read.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import tables
-from .schema import KINDS, ReportError, ResultsError, Run, load
+from .schema import KINDS, ReportError, ResultsError, Run, load, slug
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 TITLES = {
@@ -72,8 +45,7 @@ TITLES = {
 COMMANDS = {k: f"sslfast bench {k}" for k in KINDS}
 GPU_TARGETS = {
     "losses": "fused Triton losses vs the reference (eager and torch.compile): time and peak memory",
-    "augment": "fused GPU augmentation ≥ 1,000,000 32×32 views/s and ≥ 50× the CPU DataLoader baseline "
-    "(one H100)",
+    "augment": "fused GPU augmentation ≥ 1,000,000 32×32 views/s and ≥ 50× the CPU DataLoader baseline (one H100)",
     "epoch": "epoch time and images/s, ours vs the reference pipeline",
     "tta": "CIFAR-10 linear probe ≥ 85% in ≤ 45 s and ≥ 90% in ≤ 3 min of training on one H100 "
     "(mean ± std over ≥ 3 seeds, plus a second backbone)",
@@ -137,13 +109,9 @@ def select(runs: list[Run]) -> tuple[list[Run], dict[Path, Run]]:
     return chosen, superseded
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
-
-
 def _stem(run: Run) -> str:
     """PNG name prefix: unique per selected run (kind, device, variant)."""
-    return "-".join(p for p in (run.kind, _slug(run.env["device"])[:40].strip("-"), _slug(run.variant)) if p)
+    return "-".join(p for p in (run.kind, slug(run.env["device"])[:40].strip("-"), slug(run.variant)) if p)
 
 
 def _heading(run: Run) -> str:
@@ -227,9 +195,7 @@ def render(
         for r in sorted(col.runs, key=lambda r: col.name(r))
     ]
     rows += [[f"`{col.name(p)}`", "?", "", "", "", "", f"skipped: {why}"] for p, why in col.skipped]
-    report.append(
-        tables.table(["file", "benchmark", "device", "variant", "measured", "commit", "status"], rows)
-    )
+    report.append(tables.table(["file", "benchmark", "device", "variant", "measured", "commit", "status"], rows))
     return "\n".join(report), "\n".join(readme)
 
 
@@ -306,12 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="sslfast report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--results", default="bench/results", help="folder of results JSON (default bench/results)"
-    )
-    parser.add_argument(
-        "--out", default="bench/report", help="where report.md and the PNGs go (default bench/report)"
-    )
+    parser.add_argument("--results", default="bench/results", help="folder of results JSON (default bench/results)")
+    parser.add_argument("--out", default="bench/report", help="where report.md and the PNGs go (default bench/report)")
     parser.add_argument(
         "--readme",
         default=None,
@@ -344,7 +306,5 @@ def main(argv: list[str] | None = None) -> int:
     except ReportError as e:
         print(f"sslfast report: {e}", file=sys.stderr)
         return 1
-    print(
-        f"report: {path}" + (f"\nREADME results section: {readme}" if readme and not args.no_readme else "")
-    )
+    print(f"report: {path}" + (f"\nREADME results section: {readme}" if readme and not args.no_readme else ""))
     return 0

@@ -131,9 +131,7 @@ def epoch(run: Run, out: Path, stem: str) -> list[str]:
     labels = [f"{m}\n{b}" if b else m for m, b in pairs]
     for j, (pipeline, color) in enumerate((("ours", "tab:blue"), ("reference", "tab:grey"))):
         pts = [
-            (i + (j - 0.5) * 0.38, by[pipeline]["s_per_epoch"])
-            for i, by in enumerate(pairs.values())
-            if pipeline in by
+            (i + (j - 0.5) * 0.38, by[pipeline]["s_per_epoch"]) for i, by in enumerate(pairs.values()) if pipeline in by
         ]
         if pts:
             ax.bar(*zip(*pts, strict=True), width=0.38, color=color, label=pipeline)
@@ -171,7 +169,11 @@ def tta(run: Run, out: Path, stem: str) -> list[str]:
             init = [acc for r in runs for s, _epoch, acc in r["curve"] if s == 0]
             if init:  # --probe-init: the untrained network's accuracy, the floor (0 s has no log-x)
                 ax.axhline(
-                    sum(init) / len(init), color=colors[recipe], lw=0.8, ls="-.", alpha=0.6,
+                    sum(init) / len(init),
+                    color=colors[recipe],
+                    lw=0.8,
+                    ls="-.",
+                    alpha=0.6,
                     label=f"{recipe} untrained",
                 )
             for k, r in enumerate(runs):

@@ -1,8 +1,36 @@
-"""Load and validate benchmark results JSON for `sslfast report`.
+"""The one results contract: what every benchmark writes and ``sslfast report`` reads.
 
-The schema of every kind is documented in `sslfast.report`. Benchmark writers can check their
-output in their own tests with ``validate(json.loads(text), path)``. Keys not listed here are
-allowed (forward compatibility); listed keys must have the stated types.
+``validate(doc, path)`` checks a results document; ``benchmarks.common.write_results`` calls it
+before writing (a benchmark never leaves a file the report cannot read) and the report calls it
+on every file it reads. Keys not listed are allowed (forward compatibility); listed keys must
+have the stated types.
+
+Schema (what the report reads; other keys are allowed; ``?`` = optional; ``num`` = int or float)
+Every kind: ``{"benchmark": str, "env": {...}, "results": [...]}`` with env (written by
+``sslfast.env.collect``) holding at least ``device: str, device_type: str ("cuda" = GPU),
+torch: str, triton: str|null, git_sha: str|null, timestamp: ISO 8601 str``.
+
+- ``losses`` (sslfast bench losses), top ``quick?: bool, dtype?: str, notes?: [str]``; row:
+  ``loss: str, impl: str, mode: str, N?/D?/V?/B?: int`` (at least one), then either
+  ``median_ms: num, p20_ms?: num, p80_ms?: num, peak_memory_mb?: num|null,
+  speedup_vs_reference?: num, speedup_vs_reference_compiled?: num`` or ``error: str``.
+- ``augment`` (sslfast bench augment), top ``config?: {quick?, out_dtype?}, targets?: {note?,
+  fused_views_per_s?}``; row: ``preset: str, n_views: int, view_size: int`` and at least one of
+  ``baseline/dali/fused: {views_per_s: num, backend: str, n_images?: int,
+  speedup_vs_baseline?: num}``.
+- ``epoch`` (sslfast bench epoch), top ``quick?: bool, notes?: [str]``; row:
+  ``method: str, pipeline: "ours"|"reference", images_per_s: num, s_per_epoch: num,
+  backbone?: str``. Put both pipelines of a method (and backbone) in the same file: the
+  "× faster" column is reference s_per_epoch / ours s_per_epoch from that file.
+- ``tta`` (sslfast bench tta), top ``quick?: bool, notes?: [str]``; one row per timed run:
+  ``recipe: str, pipeline: "ours"|"reference", seed: int, backbone: str,
+  curve: [[seconds, epoch, top1], ...]`` (training seconds, evaluation excluded, not decreasing;
+  top1 in percent), ``thresholds: {"85": {"seconds": num, "epoch": num} | null, ...}`` (keys are
+  percent; null = never reached), ``final_linear_top1: num|null`` (percent),
+  ``train_seconds: num, eval_seconds: num``. Runs are aggregated over seeds per (backbone,
+  pipeline, recipe) as mean ± std; "× faster" = mean seconds of the one reference recipe of that
+  backbone in the same file / mean seconds of the recipe. The goals (≥ 85% in ≤ 45 s, ≥ 90% in
+  ≤ 180 s, ≥ 3 seeds) are judged on GPU files only.
 """
 
 from __future__ import annotations
@@ -10,6 +38,8 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
+import re
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -180,9 +210,7 @@ def check(obj, spec: dict, where: str, problems: list[str]) -> bool:
                 problems.append(f"missing key '{name}'")
             continue
         if not _type_ok(obj[key], want):
-            shown = (
-                " or ".join(repr(v) for v in want) if isinstance(want, tuple) else want.replace("|", " or ")
-            )
+            shown = " or ".join(repr(v) for v in want) if isinstance(want, tuple) else want.replace("|", " or ")
             problems.append(f"'{name}': expected {shown}, got {_describe(obj[key])}")
     return True
 
@@ -223,12 +251,8 @@ def _check_tta(doc: dict, problems: list[str]) -> None:
         if isinstance(run["curve"], list):
             last = -math.inf
             for j, point in enumerate(run["curve"]):
-                if not (
-                    isinstance(point, list) and len(point) == 3 and all(_type_ok(x, "num") for x in point)
-                ):
-                    problems.append(
-                        f"'{where}.curve[{j}]': expected [seconds, epoch, top1], got {_describe(point)}"
-                    )
+                if not (isinstance(point, list) and len(point) == 3 and all(_type_ok(x, "num") for x in point)):
+                    problems.append(f"'{where}.curve[{j}]': expected [seconds, epoch, top1], got {_describe(point)}")
                     break
                 if point[0] < last:
                     problems.append(f"'{where}.curve[{j}]': seconds must not decrease")
@@ -283,3 +307,25 @@ def load(path: str | Path) -> Run:
     except (OSError, UnicodeDecodeError) as e:
         raise ResultsError(path, [f"cannot read: {e}"]) from None
     return validate(doc, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Names and statistics shared by the writers and the report
+# ---------------------------------------------------------------------------------------------
+
+
+def slug(text: str) -> str:
+    """File-name form of a device name or variant: lower-case words joined by '-'."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
+
+
+def loss_size(row: dict) -> str:
+    """The size label of a ``losses`` row, e.g. ``N=256×D=2048`` or ``V=8×B=64×D=256``."""
+    return "×".join(f"{k}={row[k]}" for k in ("V", "B", "N", "D") if k in row)
+
+
+def mean_std(xs: list[float]) -> tuple[float | None, float | None]:
+    """Mean and sample std over seeds (std 0 for one seed), or (None, None) for none."""
+    if not xs:
+        return None, None
+    return statistics.mean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import statistics
 
-from .schema import Run
+from .schema import Run, loss_size, mean_std
 
 RUN_COLS = ["device", "torch", "triton", "commit"]
 # The issue's goals for one H100 (time-to-accuracy: mean over >= 3 seeds).
@@ -49,10 +49,6 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 
 # --- losses -----------------------------------------------------------------------------------
-
-
-def loss_size(row: dict) -> str:
-    return "×".join(f"{k}={row[k]}" for k in ("V", "B", "N", "D") if k in row)
 
 
 def loss_elements(row: dict) -> int:
@@ -177,9 +173,7 @@ def epoch(run: Run) -> tuple[str, str]:
     rows = []
     for (method, backbone), by in epoch_pairs(run).items():
         ours, ref = by.get("ours"), by.get("reference")
-        speedup = (
-            ref["s_per_epoch"] / ours["s_per_epoch"] if ours and ref and ours["s_per_epoch"] > 0 else None
-        )
+        speedup = ref["s_per_epoch"] / ours["s_per_epoch"] if ours and ref and ours["s_per_epoch"] > 0 else None
         rows.append(
             [
                 method,
@@ -211,12 +205,13 @@ def epoch(run: Run) -> tuple[str, str]:
 # --- tta --------------------------------------------------------------------------------------
 
 
-def mean_std(values: list[float], unit: str = "") -> str:
+def mean_std_cell(values: list[float], unit: str = "") -> str:
     if not values:
         return "—"
+    mean, std = mean_std(values)
     if len(values) == 1:
-        return f"{num(values[0], unit)} (1 seed)"
-    return f"{num(statistics.mean(values))} ± {num(statistics.stdev(values), unit)}"
+        return f"{num(mean, unit)} (1 seed)"
+    return f"{num(mean)} ± {num(std, unit)}"
 
 
 def tta_thresholds(run: Run) -> list[str]:
@@ -244,7 +239,7 @@ def _crossing_cell(runs: list[dict], key: str) -> str:
         reached = sum(r["thresholds"].get(key) is not None for r in runs)
         return f"not reached ({reached}/{len(runs)} seeds)"
     epochs = [r["thresholds"][key]["epoch"] for r in runs]
-    return f"{mean_std(secs, ' s')} (epoch {num(statistics.mean(epochs))})"
+    return f"{mean_std_cell(secs, ' s')} (epoch {num(statistics.mean(epochs))})"
 
 
 def tta_speedup(run: Run, backbone: str, runs: list[dict], key: str) -> str:
@@ -267,9 +262,7 @@ def tta_speedup(run: Run, backbone: str, runs: list[dict], key: str) -> str:
 def tta_goals(run: Run) -> list[str]:
     """Goal verdicts (one H100, >= 3 seeds); judged only on GPU runs."""
     if not run.on_gpu:
-        return [
-            f"CPU run: the time-to-accuracy goals ({_goal_text()}) are for one H100 and are not judged here."
-        ]
+        return [f"CPU run: the time-to-accuracy goals ({_goal_text()}) are for one H100 and are not judged here."]
     lines = []
     for (backbone, pipeline, recipe), runs in tta_groups(run).items():
         if pipeline != "ours":
@@ -282,12 +275,8 @@ def tta_goals(run: Run) -> list[str]:
                 verdict = f"not judged: {len(runs)} seed(s), the goal needs ≥ {TTA_MIN_SEEDS}"
             else:
                 m = statistics.mean(secs)
-                verdict = (
-                    f"{'met' if m <= limit else 'not met'}: {mean_std(secs, ' s')} over {len(runs)} seeds"
-                )
-            lines.append(
-                f"{recipe} / {backbone}: ≥ {key}% in ≤ {num(limit)} s on {run.env['device']}: {verdict}"
-            )
+                verdict = f"{'met' if m <= limit else 'not met'}: {mean_std_cell(secs, ' s')} over {len(runs)} seeds"
+            lines.append(f"{recipe} / {backbone}: ≥ {key}% in ≤ {num(limit)} s on {run.env['device']}: {verdict}")
     return lines
 
 
@@ -318,9 +307,9 @@ def tta(run: Run) -> tuple[str, str]:
                 backbone_label(backbone, runs),
                 str(len(runs)),
                 *(_crossing_cell(runs, k) for k in keys),
-                mean_std(top1, " %"),
-                mean_std(untrained, " %"),
-                mean_std([r["train_seconds"] for r in runs], " s"),
+                mean_std_cell(top1, " %"),
+                mean_std_cell(untrained, " %"),
+                mean_std_cell([r["train_seconds"] for r in runs], " s"),
                 num(statistics.mean(r["eval_seconds"] for r in runs), " s"),
                 vs_ref,
                 *run_cells(run),

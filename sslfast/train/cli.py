@@ -3,6 +3,8 @@
 sslfast train --method vicreg --data cifar10 --data-root ~/data --epochs 100 --out runs/vicreg
 sslfast train --config cfg.yaml --out runs/x --resume
 torchrun --nproc-per-node 8 -m sslfast.cli train --method simclr --data cifar10 ...
+
+Every TrainConfig field has exactly one flag (``batch_size`` -> ``--batch-size``).
 """
 
 from __future__ import annotations
@@ -10,44 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-# flag -> (TrainConfig field, type); every field can also come from --config YAML
-_FLAGS = {
-    "--method": ("method", str),
-    "--data": ("data", str),
-    "--data-root": ("data_root", str),
-    "--subset": ("subset", int),
-    "--synthetic-size": ("synthetic_size", int),
-    "--image-size": ("image_size", int),
-    "--view-size": ("view_size", int),
-    "--num-views": ("num_views", int),
-    "--local-crops": ("local_crops", int),
-    "--local-size": ("local_size", int),
-    "--queue-size": ("queue_size", int),
-    "--backbone": ("backbone", str),
-    "--width": ("width", int),
-    "--patch-size": ("patch_size", int),
-    "--proj-out": ("proj_out", int),
-    "--pred-hidden": ("pred_hidden", int),
-    "--epochs": ("epochs", int),
-    "--batch-size": ("batch_size", int),
-    "--optimizer": ("optimizer", str),
-    "--lr": ("lr", float),
-    "--weight-decay": ("weight_decay", float),
-    "--warmup-epochs": ("warmup_epochs", int),
-    "--compile-mode": ("compile_mode", str),
-    "--backend": ("backend", str),
-    "--augment-backend": ("augment_backend", str),
-    "--amp": ("amp", str),
-    "--knn-every": ("knn_every", int),
-    "--knn-k": ("knn_k", int),
-    "--log-every": ("log_every", int),
-    "--checkpoint-every": ("checkpoint_every", int),
-    "--stop-after-steps": ("stop_after_steps", int),
-    "--seed": ("seed", int),
-    "--out": ("out", str),
-    "--device": ("device", str),
-    "--dist-timeout-s": ("dist_timeout_s", int),
-}
+from .config import add_config_flags, config_overrides
 
 
 def parser() -> argparse.ArgumentParser:
@@ -56,48 +21,20 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config", help="YAML file of TrainConfig options (flags override it)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt (identically)")
-    for flag, (dest, typ) in _FLAGS.items():
-        p.add_argument(flag, dest=dest, type=typ, default=None)
-    p.add_argument("--proj-hidden", dest="proj_hidden", type=int, nargs="+", default=None)
-    p.add_argument(
-        "--compile",
-        dest="compile",
-        action="store_const",
-        const=True,
-        default=None,
-        help="torch.compile the step (default: on with CUDA)",
-    )
-    p.add_argument("--no-compile", dest="compile", action="store_const", const=False)
-    p.add_argument("--compile-backend", dest="compile", help="torch.compile backend, e.g. aot_eager")
-    for name, help_ in (
-        ("cuda-graphs", "CUDA-graph capture (reduce-overhead)"),
-        ("sync-bn", "SyncBatchNorm (DDP)"),
-        ("tensorboard", "TensorBoard logs under OUT/tb"),
-        ("progress", "progress bar"),
-    ):
-        p.add_argument(
-            f"--{name}",
-            dest=name.replace("-", "_"),
-            action=argparse.BooleanOptionalAction,
-            default=None,
-            help=help_,
-        )
-    p.add_argument(
-        "--channels-last", dest="channels_last", action=argparse.BooleanOptionalAction, default=None
-    )
+    add_config_flags(p, group="run options (TrainConfig)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     from ..data_pipelines.datasets import DatasetError
     from .checkpoint import CheckpointError
-    from .loop import ConfigError, load_config, train
+    from .config import ConfigError, load_config
+    from .loop import train
 
-    args = vars(parser().parse_args(argv))
-    config, resume = args.pop("config"), args.pop("resume")
+    args = parser().parse_args(argv)
     try:
-        cfg = load_config(config, **args)
-        summary = train(cfg, resume=resume)
+        cfg = load_config(args.config, **config_overrides(args))
+        summary = train(cfg, resume=args.resume)
     except (ConfigError, CheckpointError, DatasetError, FileNotFoundError) as e:
         print(f"sslfast train: error: {e}", file=sys.stderr)
         return 2

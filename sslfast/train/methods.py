@@ -244,9 +244,7 @@ def _neg_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return -(F.normalize(_wide(p), dim=-1) * F.normalize(_wide(z.detach()), dim=-1)).sum(-1).mean()
 
 
-def moco_v3_loss(
-    q: torch.Tensor, k: torch.Tensor, temperature: float, gather_distributed: bool
-) -> torch.Tensor:
+def moco_v3_loss(q: torch.Tensor, k: torch.Tensor, temperature: float, gather_distributed: bool) -> torch.Tensor:
     """MoCo v3 contrastive loss (Chen, Xie & He, ICCV 2021, Alg. 1): cross-entropy of
     ``q·kᵀ/T`` against the diagonal, times ``2T``. Negatives are the other keys of the (global)
     batch. Written with ``F.cross_entropy``: lightly's NTXentLoss also contrasts each query with
@@ -283,9 +281,7 @@ class SSLModel(nn.Module):
         if not isinstance(spec, MethodSpec):
             raise TypeError(f"spec must be a MethodSpec, got {type(spec).__name__}")
         if not hasattr(backbone, "feat_dim"):
-            raise TypeError(
-                f"backbone must expose feat_dim (see sslfast.train.models), got {type(backbone).__name__}"
-            )
+            raise TypeError(f"backbone must expose feat_dim (see sslfast.train.models), got {type(backbone).__name__}")
         self.spec = spec
         self.backbone = backbone
         self.projector = projector(
@@ -330,9 +326,7 @@ class SSLModel(nn.Module):
         return None  # moco_v3 / byol / simsiam: written below
 
     @staticmethod
-    def _grouped(
-        encode: Callable[[torch.Tensor], torch.Tensor], views: Sequence[torch.Tensor]
-    ) -> list[torch.Tensor]:
+    def _grouped(encode: Callable[[torch.Tensor], torch.Tensor], views: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """``encode`` over views concatenated per shape; outputs in the views' order."""
         groups: dict[tuple, list[int]] = {}
         for i, v in enumerate(views):

@@ -42,13 +42,9 @@ def _check_images(x, in_channels: int, name: str = "x") -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point():
-        raise TypeError(
-            f"{name} must be a floating-point image batch (normalise uint8 images first), got {x.dtype}"
-        )
+        raise TypeError(f"{name} must be a floating-point image batch (normalise uint8 images first), got {x.dtype}")
     if x.dim() != 4:
-        raise ValueError(
-            f"{name} must have shape (N, C, H, W), got a {x.dim()}-d tensor of shape {tuple(x.shape)}"
-        )
+        raise ValueError(f"{name} must have shape (N, C, H, W), got a {x.dim()}-d tensor of shape {tuple(x.shape)}")
     if x.shape[1] != in_channels:
         raise ValueError(
             f"{name} must have {in_channels} channels (N, {in_channels}, H, W), got shape {tuple(x.shape)}"
@@ -224,9 +220,7 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, t, d = x.shape
-        q, k, v = (
-            self.qkv(x).view(n, t, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
-        )
+        q, k, v = self.qkv(x).view(n, t, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
         # SDPA dispatches to flash / memory-efficient attention on GPU.
         x = F.scaled_dot_product_attention(q, k, v)
         return self.proj(x.transpose(1, 2).reshape(n, t, d))
@@ -330,8 +324,7 @@ class VisionTransformer(nn.Module):
         h, w = x.shape[-2:]
         if h % self.patch_size or w % self.patch_size:
             raise ValueError(
-                f"x height and width must be multiples of patch_size={self.patch_size}, "
-                f"got shape {tuple(x.shape)}"
+                f"x height and width must be multiples of patch_size={self.patch_size}, got shape {tuple(x.shape)}"
             )
         x = self.patch_embed(x).flatten(2).transpose(1, 2)  # (N, gh*gw, D)
         x = torch.cat((self.cls_token.expand(x.shape[0], -1, -1).to(x.dtype), x), dim=1)
@@ -388,11 +381,7 @@ def projector(
     """
     in_dim = _dims(in_dim, "in_dim")[0]
     out_dim = _dims(out_dim, "out_dim")[0]
-    hidden = (
-        []
-        if isinstance(hidden_dims, Sequence) and len(hidden_dims) == 0
-        else _dims(hidden_dims, "hidden_dims")
-    )
+    hidden = [] if isinstance(hidden_dims, Sequence) and len(hidden_dims) == 0 else _dims(hidden_dims, "hidden_dims")
     layers: list[nn.Module] = []
     prev = in_dim
     for h in hidden:

@@ -27,9 +27,7 @@ def _is_no_decay(name: str, p: torch.Tensor, skip_names: Iterable[str]) -> bool:
     return p.ndim <= 1 or any(name == s or name.endswith("." + s) for s in skip_names)
 
 
-def param_groups_for_ssl(
-    model: nn.Module, weight_decay: float, *, skip_names: Iterable[str] = ()
-) -> list[dict]:
+def param_groups_for_ssl(model: nn.Module, weight_decay: float, *, skip_names: Iterable[str] = ()) -> list[dict]:
     """Two parameter groups: weights get ``weight_decay`` and LARS adaptation; biases and
     norm parameters (every parameter with ndim <= 1, plus names in ``skip_names``) get neither,
     as in the SimCLR, Barlow Twins and VICReg code. Frozen parameters are left out.

@@ -74,9 +74,7 @@ class TrainStep:
             raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
         views = list(views)
         if not views or not all(isinstance(v, ViewSpec) for v in views):
-            raise TypeError(
-                f"views must be a non-empty list of ViewSpec, got {[type(v).__name__ for v in views]}"
-            )
+            raise TypeError(f"views must be a non-empty list of ViewSpec, got {[type(v).__name__ for v in views]}")
         if not callable(schedule):
             raise TypeError(f"schedule must be a callable step -> lr, got {type(schedule).__name__}")
         if ema is not None and not callable(ema):
@@ -90,9 +88,7 @@ class TrainStep:
         if amp_dtype == "auto":
             amp_dtype = torch.bfloat16 if on_cuda else None
         if amp_dtype not in (None, torch.bfloat16, torch.float16):
-            raise ValueError(
-                f"amp_dtype must be 'auto', None, torch.bfloat16 or torch.float16, got {amp_dtype!r}"
-            )
+            raise ValueError(f"amp_dtype must be 'auto', None, torch.bfloat16 or torch.float16, got {amp_dtype!r}")
         self.amp_dtype = amp_dtype
         self.channels_last = on_cuda if channels_last == "auto" else bool(channels_last)
         if self.channels_last:
@@ -139,9 +135,7 @@ class TrainStep:
             n = batch.shape[0]
             rows = slice(self.rank * n, (self.rank + 1) * n)
             params = [
-                _slice_params(
-                    sample_params(s, n * self.world_size, gen, self.device, image_size=batch.shape[2:]), rows
-                )
+                _slice_params(sample_params(s, n * self.world_size, gen, self.device, image_size=batch.shape[2:]), rows)
                 for s in self.specs
             ]
             views = make_views(batch, self.specs, backend=self.augment_backend, params=params)

@@ -14,7 +14,7 @@ from sslfast.report import END, START, build, main
 from sslfast.report.schema import ResultsError, load, validate
 
 FIXTURES = Path(__file__).parent / "fixtures" / "report"
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 H100 = "NVIDIA H100 80GB HBM3"
 CPU = "CPU (AMD EPYC, 2 cores, 2 torch threads)"
 README = (

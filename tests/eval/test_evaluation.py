@@ -3,10 +3,10 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import rel_err
+from helpers import rel_err
 from torch import nn
 
-from sslfast.eval.features import (
+from sslfast.eval import (
     KNNMonitor,
     extract_features,
     extract_patch_features,
@@ -72,7 +72,7 @@ def test_knn_weights_by_similarity_not_by_majority():
 
 def test_knn_bad_input():
     x, y = torch.randn(10, 4), torch.randint(0, 3, (10,))
-    with pytest.raises(ValueError, match=r"k must be an int in \[1, N_train=10\], got 11"):
+    with pytest.raises(ValueError, match=r"k \(N_train=10\) must be an int in \[1, 10\], got 11"):
         knn_classify(x, y, x, k=11)
     with pytest.raises(ValueError, match="train_labels has 9 labels but train_feats has 10 rows"):
         knn_classify(x, y[:9], x, k=3)
@@ -262,7 +262,7 @@ def test_linear_probe_bad_input():
         linear_probe(x, y[:19], x, y)
     with pytest.raises(ValueError, match="share D, got 4 and 5"):
         linear_probe(x, y, torch.randn(20, 5), y)
-    with pytest.raises(ValueError, match="optimizer must be 'adamw' or 'lbfgs'"):
+    with pytest.raises(ValueError, match="optimizer must be one of adamw, lbfgs, got 'sgd'"):
         linear_probe(x, y, x, y, optimizer="sgd")
     with pytest.raises(ValueError, match="lbfgs' is full-batch"):
         linear_probe(x, y, x, y, batch_size=8)

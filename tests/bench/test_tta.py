@@ -76,15 +76,14 @@ def test_default_recipes_run_a_second_backbone_and_the_reference():
 
 
 def test_cpu_size_overrides_reach_the_right_backbone():
-    from argparse import Namespace
+    from sslfast.benchmarks.tta import recipe_config
+    from sslfast.train.setup import backbone_kwargs
 
-    from sslfast.benchmarks.tta import backbone_kwargs
-
-    args = Namespace(width=8, vit_depth=2, vit_dim=48)
-    assert backbone_kwargs(RECIPES["emp_ssl"], args) == {"width": 8}
-    assert backbone_kwargs(RECIPES["emp_ssl_vit_tiny"], args) == {"patch_size": 4, "depth": 2, "embed_dim": 48}
-    none = Namespace(width=None, vit_depth=None, vit_dim=None)
-    assert backbone_kwargs(RECIPES["emp_ssl_vit_tiny"], none) == {"patch_size": 4}
+    sizes = dict(width=8, vit_depth=2, vit_dim=48)  # one command line for a ResNet and a ViT recipe
+    assert backbone_kwargs(recipe_config(RECIPES["emp_ssl"], sizes)) == {"width": 8}
+    vit = backbone_kwargs(recipe_config(RECIPES["emp_ssl_vit_tiny"], sizes))
+    assert vit == {"patch_size": 4, "depth": 2, "embed_dim": 48, "img_size": 32}
+    assert backbone_kwargs(recipe_config(RECIPES["emp_ssl_vit_tiny"], {})) == {"patch_size": 4, "img_size": 32}
 
 
 def test_training_budget_stops_the_run_and_still_probes(tmp_path):
@@ -124,7 +123,7 @@ def test_reduced_speedrun_end_to_end(tmp_path):
 def test_finished_runs_survive_a_command_cut_off_by_a_time_limit(tmp_path, monkeypatch):
     from sslfast.benchmarks import tta as speedrun
 
-    real_run, calls = speedrun.RecipeRunner.run, []
+    real_run, calls = speedrun.RecipeRunner.run_seed, []
 
     def run_then_die(self, *a, **k):
         calls.append(1)
@@ -132,7 +131,7 @@ def test_finished_runs_survive_a_command_cut_off_by_a_time_limit(tmp_path, monke
             raise KeyboardInterrupt  # what `timeout` does to the second seed
         return real_run(self, *a, **k)
 
-    monkeypatch.setattr(speedrun.RecipeRunner, "run", run_then_die)
+    monkeypatch.setattr(speedrun.RecipeRunner, "run_seed", run_then_die)
     with pytest.raises(KeyboardInterrupt):
         main(["--quick", "--recipe", "emp_ssl_vit_tiny", "--seeds", "3", "--epochs", "1", "--out", str(tmp_path)])
     (path,) = tmp_path.glob("tta-*.json")

@@ -14,7 +14,7 @@ import torch
 from sslfast.data_pipelines import ImageFolder, load_cifar10, load_cifar100, make_synthetic
 from sslfast.data_pipelines import datasets as ds
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def cifar10_dir() -> Path | None:

@@ -1,7 +1,7 @@
 """torch.compile(fullgraph=True) traces a training step that uses every loss, with no graph break."""
 import pytest
 import torch
-from conftest import DEVICE, rel_err
+from helpers import DEVICE, rel_err
 
 import sslfast
 

@@ -17,7 +17,7 @@ import sys
 
 import pytest
 import torch
-from conftest import rel_err
+from helpers import rel_err
 
 import sslfast
 from sslfast import functional as F

@@ -11,7 +11,7 @@ import re
 
 import pytest
 import torch
-from conftest import DEVICE, ON_GPU, rel_err
+from helpers import DEVICE, ON_GPU, close, rel_err
 from lightly_compat import lightly_loss
 
 import sslfast
@@ -20,12 +20,6 @@ from sslfast import reference as R
 
 BS, VS, DS, TS = (1, 2, 5, 64), (2, 3, 8), (1, 3, 128, 257), (0.05, 0.1, 0.5)
 GRAD_OUT = 1.7
-
-
-def close(out: torch.Tensor, ref: torch.Tensor, rtol: float) -> bool:
-    """‖out − ref‖ ≤ rtol·‖ref‖ (+ a tiny floor: for D = 1 the exact gradient is 0 and both sides are round-off)."""
-    out, ref = out.detach().double().cpu(), ref.detach().double().cpu()
-    return float((out - ref).norm()) <= rtol * float(ref.norm()) + 1e-12 * out.numel() ** 0.5
 
 
 def loop_loss(z: torch.Tensor, temperature: float, weights: torch.Tensor | None = None) -> torch.Tensor:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from sslfast.data_pipelines import CIFAR10_MEAN, CIFAR10_STD, ViewSpec, byol, emp_ssl, eval_spec, make_synthetic, simclr
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_importing_sslfast_never_imports_dali_or_triton():

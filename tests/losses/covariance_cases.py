@@ -3,6 +3,7 @@
 Each loss is exposed as ``call(z_a, z_b, backend) -> scalar`` over a (N, D) pair, so every
 test (values, gradients, dtypes, bad input, non-finite) covers all five losses the same way.
 """
+
 import torch
 
 import sslfast.functional as F
@@ -46,3 +47,22 @@ def loss_and_grads(loss, z_a, z_b, backend, grad_out=1.0):
     value = call(loss, z_a, z_b, backend)
     (value * grad_out).backward()
     return value.detach(), z_a.grad, z_b.grad
+
+
+def near_whitened(n, d, noise, seed=0):
+    """Centred orthogonal columns scaled to unit variance (rank ≤ N−1, so N < D leaves the other
+    columns at tiny noise), plus ``noise``. A large offset makes centring matter too."""
+    g = torch.Generator().manual_seed(seed)
+    r = min(n - 1, d)
+    x = torch.randn(n, r, generator=g, dtype=torch.float64)
+    q, _ = torch.linalg.qr(x - x.mean(0))
+    z = torch.zeros(n, d, dtype=torch.float64)
+    z[:, torch.randperm(d, generator=g)[:r]] = q * (n - 1) ** 0.5
+    return z + noise * torch.randn(n, d, generator=g, dtype=torch.float64) + 3.0
+
+
+def mass_ratio(z):
+    zc = z - z.mean(0)
+    c = zc.T @ zc
+    diag = c.diagonal().square().sum()
+    return float((c.square().sum() - diag) / diag)

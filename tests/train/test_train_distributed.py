@@ -90,7 +90,8 @@ def _failing_worker(rank, port, results):
     import os
     import time
 
-    from sslfast.train.loop import TrainConfig, _setup_distributed
+    from sslfast.train.config import TrainConfig
+    from sslfast.train.setup import setup_distributed as _setup_distributed
 
     os.environ.update(
         WORLD_SIZE=str(WORLD),

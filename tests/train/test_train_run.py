@@ -14,9 +14,10 @@ from train_helpers import tiny_cfg
 
 from sslfast.cli import main as cli
 from sslfast.train.checkpoint import CheckpointError, load_checkpoint
-from sslfast.train.loop import ConfigError, load_config, train
+from sslfast.train.config import ConfigError, load_config
+from sslfast.train.loop import train
 
-CIFAR = Path(os.environ.get("SSLFAST_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+CIFAR = Path(os.environ.get("SSLFAST_DATA") or Path(__file__).resolve().parents[3] / "shared" / "data")
 
 
 def _losses(out) -> dict[int, float]:
@@ -201,7 +202,7 @@ def test_bad_config_and_missing_data(tmp_path, capsys):
     cfg_file.write_text("method: vicreg\nepochs: 3\nbatch_size: 16\n")
     cfg = load_config(cfg_file, epochs=5, batch_size=None)  # flags override YAML, None = not given
     assert (cfg.epochs, cfg.batch_size) == (5, 16)
-    with pytest.raises(ConfigError, match="epochs must be a positive int or null, got -1"):
+    with pytest.raises(ConfigError, match="epochs must be a positive int or None, got -1"):
         load_config(None, epochs=-1)
     with pytest.raises(ValueError, match="unknown method 'simclrr'"):
         load_config(None, method="simclrr")

@@ -4,9 +4,10 @@ import functools
 
 import torch
 
-from sslfast.train.loop import TrainConfig, build_views
+from sslfast.train.config import TrainConfig
 from sslfast.train.methods import build_model, get_method, momentum_tau
 from sslfast.train.optim import build_optimizer
+from sslfast.train.setup import build_views
 from sslfast.train.step import make_train_step
 
 SIZE = 16

@@ -6,7 +6,7 @@ buffer write inside the graph. ~20–30 s each on a 2-core CPU.
 """
 import pytest
 import torch
-from conftest import DEVICE
+from helpers import DEVICE
 
 import sslfast
 

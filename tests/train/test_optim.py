@@ -5,7 +5,7 @@ import math
 
 import pytest
 import torch
-from conftest import rel_err
+from helpers import rel_err
 from torch import nn
 
 from sslfast.train.optim import LARS, build_optimizer, param_groups_for_ssl, set_lr, warmup_cosine

@@ -3,6 +3,7 @@
 lightly.loss imports ``torchvision.ops.roi_align`` for a loss we never use; a stub module
 that raises if called keeps the oracle importable on machines with no torchvision build.
 """
+
 import importlib
 import importlib.abc
 import importlib.machinery
@@ -63,3 +64,11 @@ def import_lightly_loss():
     """``lightly.loss`` without pytest (for subprocess workers); raises ImportError when absent."""
     _stub_torchvision()
     return importlib.import_module("lightly.loss")
+
+
+def values_and_grads(module, z_a, z_b, *args):
+    a = z_a.detach().clone().requires_grad_()
+    b = z_b.detach().clone().requires_grad_()
+    value = module(a, b, *args)
+    value.backward()
+    return value.detach(), a.grad, b.grad
