@@ -34,7 +34,7 @@ def _rate(n_views: int, seconds: float) -> float:
 
 def bench_baseline(images, labels, specs, batch_size: int, workers: int, epochs: int) -> dict:
     """(a) DataLoader over PILViewDataset with persistent workers; first epoch is warm-up."""
-    from sslfast.data_pipelines._baseline import PILViewDataset
+    from sslfast.data_pipelines.baseline import PILViewDataset
 
     ds = PILViewDataset(images, labels, specs)
     loader = torch.utils.data.DataLoader(

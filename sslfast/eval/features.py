@@ -151,7 +151,7 @@ def extract_patch_features(
     average is taken on the fly, so memory is O(N·D), not O(P·N·D). Seeded: the same ``seed``
     gives the same patches. Returns float32 (N, D) on ``device``.
     """
-    from sslfast.data_pipelines._augment_torch import check_images
+    from sslfast.data_pipelines import check_images
 
     check_images(images)  # make_views' own check, before the batch is split and moved
     views = list(views)

@@ -9,7 +9,7 @@ Two pipelines share it (``TrainConfig.pipeline``):
   GPU), one forward over all views of a resolution, compiled bf16 channels_last step on CUDA, the
   fused losses (``backend="auto"``);
 - ``reference``: a torch DataLoader over per-image PIL/numpy transforms on CPU workers
-  (``data_pipelines._baseline``), fp32 eager NCHW, the textbook losses (``backend="reference"``):
+  (``data_pipelines.baseline``), fp32 eager NCHW, the textbook losses (``backend="reference"``):
   the way lightly's examples and solo-learn run it.
 """
 
@@ -404,7 +404,7 @@ class ReferenceFeed:
     yields lists of view tensors on the device, ``steps_per_epoch`` per epoch."""
 
     def __init__(self, run: Run, images: torch.Tensor, labels: torch.Tensor):
-        from ..data_pipelines._baseline import PILViewDataset
+        from ..data_pipelines.baseline import PILViewDataset
 
         workers = run.cfg.workers if run.cfg.workers is not None else (os.cpu_count() or 1)
         self.run = run

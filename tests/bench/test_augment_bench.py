@@ -5,7 +5,7 @@ import random
 
 import torch
 from sslfast.data_pipelines import emp_ssl, eval_spec, make_synthetic, make_views, simclr
-from sslfast.data_pipelines._baseline import PILViewDataset, pil_view
+from sslfast.data_pipelines.baseline import PILViewDataset, pil_view
 
 
 def test_baseline_views_shapes_and_eval_identity():
