@@ -309,7 +309,8 @@ def build_run(
     if steps_per_epoch == 0:
         raise ConfigError(f"batch_size ({spec.batch_size}) is larger than the training set ({len(train_set)} images)")
     total_steps = spec.epochs * steps_per_epoch
-    warmup_steps = min(spec.warmup_epochs * steps_per_epoch, total_steps)
+    # the warm-up keeps its slope (never squeezed into a short run): see optim.warmup_cosine
+    warmup_steps = spec.warmup_epochs * steps_per_epoch
     torch.manual_seed(cfg.seed)
     model = make_model(cfg, spec, gather_distributed=world > 1)
     if cfg.sync_bn and world > 1:
