@@ -188,6 +188,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--runs-dir", default=None, help="keep the run folders here (default: a temporary folder)")
     p.add_argument("--quick", action="store_true", help="tiny sizes (tests): 256 images, width 4, 1 epoch")
     p.add_argument("--out", default=None, help="results folder (default bench/results/)")
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        metavar="JSON",
+        help="combine the rows of convergence results files (shards of the method list run side by side) "
+        "into one results file, in METHODS order, and exit",
+    )
     args = p.parse_args(argv)
     defaults = QUICK if args.quick else {}
     base = dict(train_size=5000, test_size=1000, width=16, epochs=3, vit_depth=SMALL_VIT["vit_depth"])
@@ -215,6 +223,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def merge(paths: list[str], out: str | None) -> Path:
+    """One results file from the rows of several (shards run side by side on one machine)."""
+    from sslfast.report.schema import load
+    from sslfast.train.methods import METHODS
+
+    runs = [load(p) for p in paths]
+    for r in runs:
+        if r.kind != "convergence":
+            raise SystemExit(f"sslfast bench convergence: error: {r.path} is a {r.kind!r} results file")
+    order = list(METHODS)
+    rows = sorted(
+        (row for r in runs for row in r.doc["results"]),
+        key=lambda row: (row["backbone"] != "resnet18_cifar", row["backbone"], order.index(row["method"])),
+    )
+    first = runs[0].doc
+    notes = [n for n in first.get("notes", []) if not n.startswith("incomplete")]
+    notes.append(
+        f"merged from {len(runs)} shard(s) run side by side on one machine "
+        f"({', '.join(Path(p).name for p in paths)}): train_seconds share the CPU"
+    )
+    shas = sorted({r.env.get("git_sha") for r in runs}, key=str)
+    payload = {k: v for k, v in first.items() if k not in ("benchmark", "env", "results", "notes")}
+    payload.update(notes=notes, results=rows, shard_git_shas=shas)
+    return write_results("convergence", payload, out)
+
+
 def main(argv: list[str] | None = None) -> int:
     import torch
 
@@ -223,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     from sslfast.train.setup import resolve_device
 
     args = parse_args(argv)
+    if args.merge:
+        print(f"results: {merge(args.merge, args.out)}")
+        return 0
     try:
         device = resolve_device(args.device)
     except ConfigError as e:
