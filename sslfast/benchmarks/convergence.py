@@ -275,6 +275,15 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if device.type != "cuda":
         notes.append("CPU run: evidence that every method learns and stays finite, not an accuracy result")
+    spec = dict(train_size=5000, width=16, epochs=3)
+    reduced = {k: getattr(args, k) for k, v in spec.items() if getattr(args, k) != v}
+    if reduced and not args.quick:
+        notes.append(
+            "sizes reduced from the issue's 5,000 images / ResNet-18 width 16 / 3 epochs to "
+            + ", ".join(f"{k}={v}" for k, v in reduced.items())
+            + f" (batch {args.batch_size or 'per recipe'}, small ViT depth {args.vit_depth} width {args.vit_dim}): "
+            "the shared 2-core machine was too loaded for the full size within the session"
+        )
     if args.quick:
         notes.append("quick: tiny sizes, a test of the harness only")
 
