@@ -185,6 +185,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-root", default=None, help="folder holding cifar-10-batches-bin/ (default $SSLFAST_DATA)")
     p.add_argument("--device", default="cpu", help="device (default cpu: this is CPU evidence)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: all cores; give 1 per shard when running shards side by side: "
+        "oversubscribed OpenMP threads make a shared CPU many times slower)",
+    )
     p.add_argument("--runs-dir", default=None, help="keep the run folders here (default: a temporary folder)")
     p.add_argument("--quick", action="store_true", help="tiny sizes (tests): 256 images, width 4, 1 epoch")
     p.add_argument("--out", default=None, help="results folder (default bench/results/)")
@@ -265,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         raise SystemExit(f"sslfast bench convergence: error: {e}") from None
     if device.type == "cpu":
-        torch.set_num_threads(os.cpu_count() or 1)
+        torch.set_num_threads(args.threads or os.cpu_count() or 1)
     todo = entries(args)
     rows: list[dict] = []
     notes = [
