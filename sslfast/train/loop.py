@@ -194,13 +194,17 @@ def _train(cfg: TrainConfig, resume: bool, world: int, rk: int, device: torch.de
         if ckpt_path.exists() and not resume:
             raise ConfigError(f"{ckpt_path} exists: pass --resume to continue that run, or choose another --out")
 
+    ckpt = None
+    if resume and ckpt_path.exists():  # checked before the run is built: a mismatch fails fast
+        ckpt = load_checkpoint(ckpt_path)
+        _check_resume(ckpt, cfg, ckpt_path)
+    elif resume and main:
+        print(f"no checkpoint at {ckpt_path}: starting from scratch", file=sys.stderr)
+
     run = build_run(cfg, device=device, world=world, rank=rk)
     spec, inner, opt = run.spec, run.model, run.optimizer
 
-    ckpt = None
-    if resume and ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path)
-        _check_resume(ckpt, cfg, ckpt_path)
+    if ckpt is not None:
         if int(ckpt["step"]) >= run.total_steps:
             # a finished run stays as it is: no config, metrics, checkpoint or summary is rewritten
             summary_path = out / SUMMARY
@@ -213,8 +217,6 @@ def _train(cfg: TrainConfig, resume: bool, world: int, rk: int, device: torch.de
             if summary_path.is_file():
                 return json.loads(summary_path.read_text())
             return {"method": spec.name, "steps": int(ckpt["step"]), "total_steps": run.total_steps, "finished": True}
-    elif resume and main:
-        print(f"no checkpoint at {ckpt_path}: starting from scratch", file=sys.stderr)
 
     if run.channels_last:  # before DDP wraps it: gradient buckets take the parameters' strides
         inner.to(memory_format=torch.channels_last)

@@ -141,7 +141,11 @@ def test_resume_of_a_finished_run_changes_nothing(tmp_path, capsys):
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".lock"}
     again = train(tiny_cfg(tmp_path, **KW), resume=True)
     after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".lock"}
-    assert after == before and again["finished"] and again["final_loss"] == json.loads(before["summary.json"])["final_loss"]
+    assert (
+        after == before
+        and again["finished"]
+        and again["final_loss"] == json.loads(before["summary.json"])["final_loss"]
+    )
     assert "finished run" in capsys.readouterr().err
     raised = train(tiny_cfg(tmp_path, **{**KW, "epochs": 3}), resume=True)  # a raised budget trains on
     assert raised["steps"] == 12 and raised["finished"]
@@ -226,7 +230,10 @@ def test_bad_options_are_config_errors(tmp_path, capsys):
             train(tiny_cfg(tmp_path, device="cuda", **KW))
     for argv, text in (
         (["--method", "nope"], "unknown method 'nope'"),
-        (["--backbone", "vit_tiny", "--width", "4", "--data", "synthetic"], "width applies to ResNet"),
+        (
+            ["--backbone", "vit_tiny", "--width", "4", "--data", "synthetic"],
+            "cannot build 'vit_tiny' for vicreg: width",
+        ),
     ):
         assert cli(["train", *argv, "--out", str(tmp_path / "x")]) == 2
         assert f"sslfast train: error: {text}" in capsys.readouterr().err
