@@ -65,6 +65,7 @@ def run_config(method: str, backbone: dict, args, out: Path):
     recipe = dict(SHORT_BUDGET.get(method, SHORT_DEFAULT))
     if args.batch_size is not None:
         recipe["batch_size"] = args.batch_size
+    recipe.update(args.overrides)
     if args.quick:
         recipe.update(proj_hidden=[64], proj_out=32, pred_hidden=32 if _has_predictor(method) else None)
         recipe = {k: v for k, v in recipe.items() if v is not None}
@@ -186,6 +187,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-root", default=None, help="folder holding cifar-10-batches-bin/ (default $SSLFAST_DATA)")
     p.add_argument("--device", default="cpu", help="device (default cpu: this is CPU evidence)")
     p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a TrainConfig field of every run (YAML value, e.g. --set lr=0.6): for investigations",
+    )
+    p.add_argument(
         "--threads",
         type=int,
         default=None,
@@ -222,6 +230,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"{flag}: unknown method(s) {unknown}; valid: {', '.join(METHODS)}")
         return chosen
 
+    import yaml
+
+    args.overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            p.error(f"--set takes FIELD=VALUE, got {item!r}")
+        args.overrides[key.strip()] = yaml.safe_load(value)
     args.methods = names(args.methods, "--methods")
     args.vit_methods = names(args.vit_methods, "--vit-methods")
     for name in ("train_size", "test_size", "width", "epochs", "vit_depth", "vit_dim", "log_every"):
@@ -307,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
                 "small_vit": {**SMALL_VIT, "vit_depth": args.vit_depth, "vit_dim": args.vit_dim},
                 "short_budget": {"default": SHORT_DEFAULT, **SHORT_BUDGET},
                 "log_every": args.log_every,
+                "overrides": args.overrides,
                 "seed": args.seed,
             },
             "targets": {"gain_points": TARGET_GAIN, "gain_points_emp_ssl": TARGET_GAIN_EMP_SSL},

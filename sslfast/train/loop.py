@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import math
 import os
 import sys
 import time
@@ -148,6 +149,10 @@ def _wrap_ddp(run: Run) -> nn.Module:
     return ddp(run.model, device_ids=[run.device.index] if run.device.type == "cuda" else None, **no_sync)
 
 
+def _finite_or_none(x):
+    return x if isinstance(x, (int, float)) and math.isfinite(x) else None
+
+
 def _write_json(path: Path, doc: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(doc, indent=2))
@@ -267,7 +272,7 @@ def _train(cfg: TrainConfig, resume: bool, world: int, rk: int, device: torch.de
             "total_steps": run.total_steps,
             "finished": step.step >= run.total_steps,
             "diverged": False,
-            "final_loss": last.get("loss"),
+            "final_loss": _finite_or_none(last.get("loss")),  # JSON has no NaN: null, and "diverged" says why
             "knn_top1": knn_top1,
             "images_per_s": n_images / elapsed if elapsed > 0 else None,
             "elapsed_s": elapsed,
@@ -293,7 +298,7 @@ def _train(cfg: TrainConfig, resume: bool, world: int, rk: int, device: torch.de
             finished=False,
             diverged=True,
             diverged_at_step=rec.first_bad_step if not rec.finite else step.step,
-            last_finite_loss=rec.last_finite_loss,
+            last_finite_loss=_finite_or_none(rec.last_finite_loss),
             last_finite_step=rec.last_finite_step,
             error=message,
         )
