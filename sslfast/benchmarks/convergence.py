@@ -153,6 +153,8 @@ def one_run(method: str, backbone: dict, args, runs_dir: Path) -> dict:
         "optimizer": spec.optimizer,
         "warmup_epochs": spec.warmup_epochs,
         "loss_kwargs": spec.loss_kwargs,
+        "momentum": list(spec.momentum) if spec.momentum else None,
+        "overrides": dict(args.overrides),  # --set: changes from the short-budget recipe
         "untrained_knn_top1": floor,
         "knn_curve": knn,
         "final_knn_top1": final,

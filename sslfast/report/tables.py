@@ -358,9 +358,10 @@ def convergence(run: Run) -> tuple[str, str]:
         kw = r.get("backbone_kwargs") or {}
         curve = ", ".join(num(acc) for _epoch, acc in r["knn_curve"]) or "—"
         gain = r.get("gain_points")
+        changes = ", ".join(f"{k}={v}" for k, v in (r.get("overrides") or {}).items())
         rows.append(
             [
-                r["method"],
+                r["method"] + (f" ({changes})" if changes else ""),
                 r["backbone"] + (f" ({', '.join(f'{k}={v}' for k, v in kw.items())})" if kw else ""),
                 str(r["epochs"]),
                 str(r.get("views_per_image", "—")),

@@ -71,7 +71,8 @@ class TrainConfig:
     optimizer: str | None = opt(None, "lars, sgd or adamw")
     lr: float | None = opt(None, "learning rate at the method's reference batch, scaled linearly with the batch")
     weight_decay: float | None = opt(None, "weight decay")
-    warmup_epochs: int | None = opt(None, "linear warm-up epochs")
+    warmup_epochs: int | None = opt(None, "linear warm-up epochs (kept at its slope when the run is shorter)")
+    ema_tau: float | None = opt(None, "starting EMA momentum of the teacher (BYOL, MoCo v2/v3)")
     pipeline: str = opt(
         "ours",
         "'ours' (device-resident data, fused views and losses, compiled bf16 step) or 'reference' "
@@ -131,6 +132,7 @@ class TrainConfig:
                 check_int(getattr(self, name), name, min=0)
             for name in ("lr", "weight_decay"):
                 check_number(getattr(self, name), name, min=0, allow_none=True)
+            check_number(self.ema_tau, "ema_tau", min=0, max=1, allow_none=True)
             check_choice(self.amp, "amp", AMP)
             check_choice(self.pipeline, "pipeline", PIPELINES)
             if self.proj_hidden is not None:

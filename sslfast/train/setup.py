@@ -72,7 +72,16 @@ def method_spec(cfg: TrainConfig) -> MethodSpec:
         batch_size=cfg.batch_size,
         epochs=cfg.epochs,
         warmup_epochs=cfg.warmup_epochs,
+        momentum=_momentum(base, cfg.ema_tau),
     )
+
+
+def _momentum(base: MethodSpec, tau: float | None):
+    if tau is None:
+        return None
+    if base.momentum is None:
+        raise ConfigError(f"ema_tau applies to methods with a momentum teacher, got method {base.name!r}")
+    return (float(tau), max(float(tau), base.momentum[1]))
 
 
 def build_views(spec: MethodSpec, cfg: TrainConfig) -> list:
