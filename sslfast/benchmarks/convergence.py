@@ -219,6 +219,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--runs-dir", default=None, help="keep the run folders here (default: a temporary folder)")
     p.add_argument("--quick", action="store_true", help="tiny sizes (tests): 256 images, width 4, 1 epoch")
     p.add_argument("--out", default=None, help="results folder (default bench/results/)")
+    p.add_argument("--note", action="append", default=[], help="a line added to the results' notes")
     p.add_argument(
         "--merge",
         nargs="+",
@@ -262,7 +263,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def merge(paths: list[str], out: str | None) -> Path:
+def merge(paths: list[str], out: str | None, extra_notes: list[str] = ()) -> Path:
     """One results file from the rows of several (shards run side by side on one machine)."""
     from sslfast.report.schema import load
     from sslfast.train.methods import METHODS
@@ -283,6 +284,7 @@ def merge(paths: list[str], out: str | None) -> Path:
         f"merged from {len(runs)} shard(s) run side by side on one machine "
         f"({', '.join(Path(p).name for p in paths)}): train_seconds share the CPU"
     )
+    notes += list(extra_notes)
     shas = sorted({r.env.get("git_sha") for r in runs}, key=str)
     payload = {k: v for k, v in first.items() if k not in ("benchmark", "env", "results", "notes")}
     payload.update(notes=notes, results=rows, shard_git_shas=shas)
@@ -298,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse_args(argv)
     if args.merge:
-        print(f"results: {merge(args.merge, args.out)}")
+        print(f"results: {merge(args.merge, args.out, args.note)}")
         return 0
     try:
         device = resolve_device(args.device)
@@ -326,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.quick:
         notes.append("quick: tiny sizes, a test of the harness only")
+    notes += args.note
 
     def payload(done: bool) -> dict:
         progress = [] if done else [f"incomplete: {len(rows)} of {len(todo)} runs finished when this was written"]
