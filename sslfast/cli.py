@@ -18,6 +18,7 @@ BENCHES = {
     "augment": "sslfast.benchmarks.augment",
     "epoch": "sslfast.benchmarks.epoch",
     "tta": "sslfast.benchmarks.tta",
+    "convergence": "sslfast.benchmarks.convergence",
 }
 
 USAGE = f"""usage: sslfast <command> [options]

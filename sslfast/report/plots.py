@@ -196,4 +196,40 @@ def tta(run: Run, out: Path, stem: str) -> list[str]:
     return _save(fig, out, f"{stem}-accuracy.png")
 
 
-PLOT = {"losses": losses, "augment": augment, "epoch": epoch, "tta": tta}
+def convergence(run: Run, out: Path, stem: str) -> list[str]:
+    """kNN top-1 after each epoch per run (epoch 0 = the untrained network), one panel per
+    backbone, and below it each run's training loss scaled to [0, 1] (the losses differ in size
+    and sign). Runs with ``--set`` overrides are dashed and named with them; a diverged run's
+    losses stop at its last finite one."""
+    rows = run.doc["results"]
+    backbones = sorted({r["backbone"] for r in rows})
+    if not rows:
+        return []
+    colors = {m: f"C{i % 10}" for i, m in enumerate(dict.fromkeys(r["method"] for r in rows))}
+    fig = _figure(6.5 * len(backbones), 8)
+    fig.suptitle(_title(run, "convergence: kNN top-1 per epoch and training loss (one seed)"), fontsize=9)
+    for i, backbone in enumerate(backbones):
+        acc_ax = fig.add_subplot(2, len(backbones), i + 1)
+        loss_ax = fig.add_subplot(2, len(backbones), len(backbones) + i + 1)
+        for r in (x for x in rows if x["backbone"] == backbone):
+            color = colors[r["method"]]  # a method's override runs share its colour, dashed
+            changes = ", ".join(f"{a}={b}" for a, b in (r.get("overrides") or {}).items())
+            label = r["method"] + (f" ({changes})" if changes else "") + (" DIVERGED" if r["diverged"] else "")
+            style = dict(color=color, ls="--" if changes else "-", lw=1.2)
+            pts = [(0, r["untrained_knn_top1"])] + [(e, a) for e, a in r["knn_curve"]]
+            acc_ax.plot(*zip(*pts, strict=True), marker="o", ms=3, label=label, **style)
+            losses = [(s, v) for s, v in r.get("loss_curve", []) if math.isfinite(v)]
+            if len(losses) > 1:
+                lo, hi = min(v for _, v in losses), max(v for _, v in losses)
+                scaled = [(s, (v - lo) / (hi - lo) if hi > lo else 0.0) for s, v in losses]
+                loss_ax.plot(*zip(*scaled, strict=True), **style)
+        acc_ax.set_xlabel("epoch (0: untrained)", fontsize=8)
+        acc_ax.set_ylabel("kNN top-1 %", fontsize=8)
+        acc_ax.set_title(backbone, fontsize=9)
+        _legend(acc_ax, 6)
+        loss_ax.set_xlabel("step", fontsize=8)
+        loss_ax.set_ylabel("training loss, scaled to [0, 1] per run", fontsize=8)
+    return _save(fig, out, f"{stem}-knn.png")
+
+
+PLOT = {"losses": losses, "augment": augment, "epoch": epoch, "tta": tta, "convergence": convergence}

@@ -31,6 +31,12 @@ torch: str, triton: str|null, git_sha: str|null, timestamp: ISO 8601 str``.
   pipeline, recipe) as mean ± std; "× faster" = mean seconds of the one reference recipe of that
   backbone in the same file / mean seconds of the recipe. The goals (≥ 85% in ≤ 45 s, ≥ 90% in
   ≤ 180 s, ≥ 3 seeds) are judged on GPU files only.
+- ``convergence`` (sslfast bench convergence), top ``quick?: bool, notes?: [str], targets?: {...},
+  config?: {...}``; one row per training run: ``method: str, backbone: str, epochs: int,
+  untrained_knn_top1: num, knn_curve: [[epoch, top1], ...]`` (epochs increasing, top1 in percent),
+  ``final_knn_top1: num|null`` (null for a diverged run), ``gain_points?: num|null,
+  target_gain_points?: num, all_losses_finite: bool, diverged: bool, error?: str|null,
+  loss_curve?: [[step, loss], ...], views_seen?: int, train_seconds?: num``.
 """
 
 from __future__ import annotations
@@ -58,6 +64,7 @@ TOP = {
     "augment": {"results": "list", "config?": "dict", "targets?": "dict"},
     "epoch": {"results": "list", "quick?": "bool", "notes?": "list"},
     "tta": {"results": "list", "quick?": "bool", "notes?": "list"},
+    "convergence": {"results": "list", "quick?": "bool", "notes?": "list", "targets?": "dict", "config?": "dict"},
 }
 LOSS_ROW = {
     "loss": "str",
@@ -115,6 +122,22 @@ TTA_RUN = {
     "eval_seconds": "num",
 }
 CROSSING = {"seconds": "num", "epoch": "num"}
+CONVERGENCE_ROW = {
+    "method": "str",
+    "backbone": "str",
+    "epochs": "int",
+    "untrained_knn_top1": "num",
+    "knn_curve": "list",
+    "final_knn_top1": "num|null",
+    "gain_points?": "num|null",
+    "target_gain_points?": "num",
+    "loss_curve?": "list",
+    "all_losses_finite": "bool",
+    "diverged": "bool",
+    "error?": "str|null",
+    "views_seen?": "int",
+    "train_seconds?": "num",
+}
 
 
 class ReportError(Exception):
@@ -269,7 +292,35 @@ def _check_tta(doc: dict, problems: list[str]) -> None:
                     check(crossing, CROSSING, name, problems)
 
 
-CHECKS = {"losses": _check_losses, "augment": _check_augment, "epoch": _check_epoch, "tta": _check_tta}
+def _check_convergence(doc: dict, problems: list[str]) -> None:
+    for i, row in enumerate(doc["results"]):
+        where = f"results[{i}]"
+        if not check(row, CONVERGENCE_ROW, where, problems):
+            continue
+        if isinstance(row["knn_curve"], list):
+            last = -math.inf
+            for j, point in enumerate(row["knn_curve"]):
+                ok = isinstance(point, list) and len(point) == 2 and all(_type_ok(x, "num") for x in point)
+                if not ok or not 0 <= point[1] <= 100:
+                    problems.append(
+                        f"'{where}.knn_curve[{j}]': expected [epoch, top1 in percent], got {_describe(point)}"
+                    )
+                    break
+                if point[0] <= last:
+                    problems.append(f"'{where}.knn_curve[{j}]': epochs must increase")
+                    break
+                last = point[0]
+        if row.get("diverged") is True and row.get("final_knn_top1") is not None:
+            problems.append(f"'{where}': a diverged run has no final_knn_top1 (got {row['final_knn_top1']!r})")
+
+
+CHECKS = {
+    "losses": _check_losses,
+    "augment": _check_augment,
+    "epoch": _check_epoch,
+    "tta": _check_tta,
+    "convergence": _check_convergence,
+}
 KINDS = tuple(CHECKS)
 
 

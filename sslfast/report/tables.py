@@ -338,4 +338,62 @@ def tta(run: Run) -> tuple[str, str]:
     return text, text
 
 
-RENDER = {"losses": losses, "augment": augment, "epoch": epoch, "tta": tta}
+# --- convergence ------------------------------------------------------------------------------
+
+
+def convergence_verdict(row: dict) -> str:
+    """Whether a convergence run met its targets: finite loss, kNN gain over the untrained network."""
+    target = row.get("target_gain_points")
+    if row["diverged"] or not row["all_losses_finite"]:
+        return "✗ non-finite loss"
+    gain = row.get("gain_points")
+    if gain is None or target is None:
+        return "—"
+    return f"{'✓' if gain >= target else '✗'} (target ≥ {num(target)})"
+
+
+def convergence(run: Run) -> tuple[str, str]:
+    rows = []
+    for r in run.doc["results"]:
+        kw = r.get("backbone_kwargs") or {}
+        curve = ", ".join(num(acc) for _epoch, acc in r["knn_curve"]) or "—"
+        gain = r.get("gain_points")
+        changes = ", ".join(f"{k}={v}" for k, v in (r.get("overrides") or {}).items())
+        rows.append(
+            [
+                r["method"] + (f" ({changes})" if changes else ""),
+                r["backbone"] + (f" ({', '.join(f'{k}={v}' for k, v in kw.items())})" if kw else ""),
+                str(r["epochs"]),
+                str(r.get("views_per_image", "—")),
+                num(r["untrained_knn_top1"], " %"),
+                curve,
+                num(r["final_knn_top1"], " %") if r["final_knn_top1"] is not None else "—",
+                "—" if gain is None else f"{gain:+.1f}",
+                "yes" if r["all_losses_finite"] and not r["diverged"] else "**no**",
+                convergence_verdict(r),
+                num(r.get("train_seconds"), " s"),
+                *run_cells(run),
+            ]
+        )
+    head = [
+        "method",
+        "backbone",
+        "epochs",
+        "views/image",
+        "untrained kNN",
+        "kNN after each epoch (%)",
+        "final kNN",
+        "gain (points)",
+        "finite loss",
+        "target",
+        "train s",
+        *RUN_COLS,
+    ]
+    notes = list(run.doc.get("notes", []))
+    met = sum(convergence_verdict(r).startswith("✓") for r in run.doc["results"])
+    notes.append(f"{met} of {len(run.doc['results'])} runs met their target")
+    text = table(head, rows) + "\n" + "".join(f"- {line}\n" for line in notes)
+    return text, text
+
+
+RENDER = {"losses": losses, "augment": augment, "epoch": epoch, "tta": tta, "convergence": convergence}

@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..data_pipelines.datasets import DatasetError
     from .checkpoint import CheckpointError
     from .config import ConfigError, load_config
+    from .guard import TrainingDiverged
     from .loop import train
 
     args = parser().parse_args(argv)
@@ -38,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, CheckpointError, DatasetError, FileNotFoundError) as e:
         print(f"sslfast train: error: {e}", file=sys.stderr)
         return 2
+    except TrainingDiverged as e:  # the run itself failed: summary.json says diverged
+        print(f"sslfast train: error: {e}", file=sys.stderr)
+        return 1
     if summary is not None and summary["rank"] == 0:
         print(
             f"{summary['method']}: {summary['steps']}/{summary['total_steps']} steps, "

@@ -17,7 +17,15 @@ from pathlib import Path
 
 from .._checks import check_choice, check_int, check_number
 
-__all__ = ["ConfigError", "TrainConfig", "add_config_flags", "config_overrides", "load_config"]
+__all__ = [
+    "RESUME_SAFE",
+    "ConfigError",
+    "TrainConfig",
+    "add_config_flags",
+    "config_overrides",
+    "load_config",
+    "resume_changes",
+]
 
 
 class ConfigError(ValueError):
@@ -63,7 +71,8 @@ class TrainConfig:
     optimizer: str | None = opt(None, "lars, sgd or adamw")
     lr: float | None = opt(None, "learning rate at the method's reference batch, scaled linearly with the batch")
     weight_decay: float | None = opt(None, "weight decay")
-    warmup_epochs: int | None = opt(None, "linear warm-up epochs")
+    warmup_epochs: int | None = opt(None, "linear warm-up epochs (kept at its slope when the run is shorter)")
+    ema_tau: float | None = opt(None, "starting EMA momentum of the teacher (BYOL, MoCo v2/v3)")
     pipeline: str = opt(
         "ours",
         "'ours' (device-resident data, fused views and losses, compiled bf16 step) or 'reference' "
@@ -123,6 +132,7 @@ class TrainConfig:
                 check_int(getattr(self, name), name, min=0)
             for name in ("lr", "weight_decay"):
                 check_number(getattr(self, name), name, min=0, allow_none=True)
+            check_number(self.ema_tau, "ema_tau", min=0, max=1, allow_none=True)
             check_choice(self.amp, "amp", AMP)
             check_choice(self.pipeline, "pipeline", PIPELINES)
             if self.proj_hidden is not None:
@@ -136,6 +146,53 @@ class TrainConfig:
         if self.local_crops and self.method != "simclr":
             raise ConfigError(f"local_crops is supported for method 'simclr', got method {self.method!r}")
         return self
+
+
+# Fields that may differ when a run is resumed: they change how the run is watched, where it is
+# written or how fast it runs, never which batches, views, weights or learning rates it uses.
+# ``epochs`` may only be raised (a larger budget: the cosine schedule is then laid over the new
+# total, so the rate continues from the new schedule's value at the resumed step). Every other
+# field must match the checkpoint's config, or resume refuses and lists the differences.
+RESUME_SAFE = (
+    "epochs",
+    "log_every",
+    "checkpoint_every",
+    "stop_after_steps",
+    "knn_every",
+    "knn_k",
+    "knn_train_size",
+    "knn_test_size",
+    "tensorboard",
+    "progress",
+    "out",
+    "data_root",
+    "dist_timeout_s",
+    "compile",
+    "compile_mode",
+    "workers",
+    "extra",
+)
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def resume_changes(saved: dict, now: TrainConfig) -> list[str]:
+    """The differences between a checkpoint's config and ``now`` that a resume must refuse, as
+    ``"field: saved -> now"`` lines (empty when resuming is safe)."""
+    current = dataclasses.asdict(now)
+    changes = []
+    for name, value in current.items():
+        old = saved.get(name, dataclasses.MISSING)
+        if old is dataclasses.MISSING or _plain(old) == _plain(value):
+            continue
+        if name == "epochs" and isinstance(old, int) and isinstance(value, int) and value > old:
+            continue  # a raised budget
+        if name in RESUME_SAFE and name != "epochs":
+            continue
+        changes.append(f"{name}: {old!r} -> {value!r}")
+    return changes
 
 
 def load_config(path: str | os.PathLike | None = None, **overrides) -> TrainConfig:

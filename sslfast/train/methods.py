@@ -70,7 +70,9 @@ def _lars(**kw) -> dict:
 METHODS: dict[str, MethodSpec] = {
     m.name: m
     for m in (
-        # solo-learn cifar/vicreg.yaml: proj 2048-2048-2048, weights 25/25/1, LARS lr 0.3, wd 1e-4.
+        # solo-learn cifar/vicreg.yaml: proj 2048-2048-2048, weights sim 25 / var 25 / cov 1, LARS lr 0.3,
+        # wd 1e-4. solo-learn's variance term is mean relu(1-std_a) + mean relu(1-std_b) (no 1/2), while
+        # VICRegLoss (lightly, official VICReg) halves it: solo-learn's var weight 25 is mu_param=50 here.
         MethodSpec(
             "vicreg",
             "pair",
@@ -78,7 +80,7 @@ METHODS: dict[str, MethodSpec] = {
             (2048, 2048),
             2048,
             "solo-learn scripts/pretrain/cifar/vicreg.yaml",
-            loss_kwargs=dict(lambda_param=25.0, mu_param=25.0, nu_param=1.0),
+            loss_kwargs=dict(lambda_param=25.0, mu_param=50.0, nu_param=1.0),
             **_lars(lr=0.3, weight_decay=1e-4),
         ),
         # solo-learn cifar/barlow.yaml: proj 2048-2048-2048, scale_loss 0.1, lamb 0.0051 (barlow.py default),
@@ -117,8 +119,9 @@ METHODS: dict[str, MethodSpec] = {
             loss_kwargs=dict(temperature=0.2),
             **_lars(lr=0.4, weight_decay=1e-4),
         ),
-        # solo-learn cifar/mocov2plus.yaml: proj 2048-256 (no BN), queue 32768, T 0.2, tau 0.99->0.999,
-        # SGD lr 0.3, wd 1e-4.
+        # solo-learn cifar/mocov2plus.yaml: proj 2048-256 (no BN), queue 32768 per view, T 0.2,
+        # tau 0.99->0.999, SGD lr 0.3, wd 1e-4. Loss (solo-learn mocov2plus.py): the mean of q1 against
+        # [k2; past k2 keys] and q2 against [k1; past k1 keys]: one queue per view.
         MethodSpec(
             "mocov2",
             "moco_v2",
@@ -315,11 +318,20 @@ class SSLModel(nn.Module):
         if spec.kind == "multicrop_infonce":
             return losses.MultiCropInfoNCELoss(**kw, gather_distributed=gather, backend=backend)
         if spec.kind == "moco_v2":
-            return losses.NTXentLoss(
-                temperature=kw["temperature"],
-                memory_bank_size=(kw["queue_size"], spec.proj_out),
-                gather_distributed=gather,
-                backend=backend,
+            # one queue per view (solo-learn MoCo V2+): "k2" holds past k2 keys, scored against q1;
+            # "k1" past k1 keys, scored against q2. Each NTXentLoss scores its queries against the
+            # bank as it was before the step, then enqueues its keys; banks are buffers (resume).
+            return nn.ModuleDict(
+                {
+                    name: losses.NTXentLoss(
+                        temperature=kw["temperature"],
+                        memory_bank_size=(kw["queue_size"], spec.proj_out),
+                        gather_distributed=gather,
+                        backend=backend,
+                        bank_seed=seed,  # independent random initial keys, as solo-learn's randn queues
+                    )
+                    for name, seed in (("k2", 0), ("k1", 1))
+                }
             )
         if spec.kind == "emp_ssl":
             return losses.EMPSSLLoss(**kw, backend=backend)
@@ -364,9 +376,8 @@ class SSLModel(nn.Module):
             loss = self.loss(_wide(torch.stack(z)))
         elif kind == "moco_v2":
             k = self._grouped(self._target, views[:2])
-            # symmetric MoCo v2+ (solo-learn): one call on (q1|q2, k2|k1) is the mean of both
-            # directions; the queue receives both keys' batches
-            loss = self.loss(_wide(torch.cat([z[0], z[1]])), _wide(torch.cat([k[1], k[0]])))
+            # symmetric MoCo v2+ (solo-learn mocov2plus.py): (L(q1, k2 | queue of k2) + L(q2, k1 | queue of k1)) / 2
+            loss = 0.5 * (self.loss["k2"](_wide(z[0]), _wide(k[1])) + self.loss["k1"](_wide(z[1]), _wide(k[0])))
         elif kind == "simsiam":
             p = self._grouped(self.predictor, z[:2])
             loss = 0.5 * (_neg_cosine(p[0], z[1]) + _neg_cosine(p[1], z[0]))
@@ -377,8 +388,9 @@ class SSLModel(nn.Module):
                 # solo-learn byol_loss_func: sum over the two pairs of 2 - 2 cos(p, sg(z'))
                 loss = 4 + 2 * (_neg_cosine(p[0], k[1]) + _neg_cosine(p[1], k[0]))
             else:
+                # MoCo v3 Alg. 1, the official builder and solo-learn *sum* the two directions
                 t, g = self.spec.loss_kwargs["temperature"], self.gather_distributed
-                loss = 0.5 * (moco_v3_loss(p[0], k[1], t, g) + moco_v3_loss(p[1], k[0], t, g))
+                loss = moco_v3_loss(p[0], k[1], t, g) + moco_v3_loss(p[1], k[0], t, g)
         return loss * scale if scale != 1.0 else loss
 
     def momentum_pairs(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:

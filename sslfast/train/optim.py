@@ -216,6 +216,11 @@ def warmup_cosine(
 
     with s clamped to T, so lr(0) = start_lr, lr(W) = base_lr, lr(T) = final_lr and later steps
     stay at final_lr (the VICReg / Barlow Twins schedule, there with start_lr = 0).
+
+    The warm-up keeps its slope at any budget: ``warmup_steps`` may exceed ``total_steps``, and
+    then the whole run is warm-up and never reaches ``base_lr`` (as solo-learn's
+    LinearWarmupCosineAnnealingLR). Squeezing a 10-epoch warm-up into a 2-epoch run instead
+    ramps to the full rate in a handful of steps, which diverges VICReg (issue 12).
     ``step`` may be an int (returns a float) or a tensor (returns a float32 tensor on its
     device, with no host sync: usable inside ``torch.compile``).
     """
@@ -223,8 +228,8 @@ def warmup_cosine(
     warmup_steps = int(warmup_steps)
     if total_steps < 1:
         raise ValueError(f"total_steps must be >= 1, got {total_steps}")
-    if not 0 <= warmup_steps <= total_steps:
-        raise ValueError(f"warmup_steps must be in [0, total_steps={total_steps}], got {warmup_steps}")
+    if warmup_steps < 0:
+        raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
     decay_steps = max(total_steps - warmup_steps, 1)
     if isinstance(step, torch.Tensor):
         s = step.to(torch.float32)

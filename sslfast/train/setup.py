@@ -72,7 +72,16 @@ def method_spec(cfg: TrainConfig) -> MethodSpec:
         batch_size=cfg.batch_size,
         epochs=cfg.epochs,
         warmup_epochs=cfg.warmup_epochs,
+        momentum=_momentum(base, cfg.ema_tau),
     )
+
+
+def _momentum(base: MethodSpec, tau: float | None):
+    if tau is None:
+        return None
+    if base.momentum is None:
+        raise ConfigError(f"ema_tau applies to methods with a momentum teacher, got method {base.name!r}")
+    return (float(tau), max(float(tau), base.momentum[1]))
 
 
 def build_views(spec: MethodSpec, cfg: TrainConfig) -> list:
@@ -309,7 +318,8 @@ def build_run(
     if steps_per_epoch == 0:
         raise ConfigError(f"batch_size ({spec.batch_size}) is larger than the training set ({len(train_set)} images)")
     total_steps = spec.epochs * steps_per_epoch
-    warmup_steps = min(spec.warmup_epochs * steps_per_epoch, total_steps)
+    # the warm-up keeps its slope (never squeezed into a short run): see optim.warmup_cosine
+    warmup_steps = spec.warmup_epochs * steps_per_epoch
     torch.manual_seed(cfg.seed)
     model = make_model(cfg, spec, gather_distributed=world > 1)
     if cfg.sync_bn and world > 1:

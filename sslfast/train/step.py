@@ -11,7 +11,9 @@ outside the compiled region, on purpose:
 - the optimizer step and EMA update: multi-tensor kernels already (fused AdamW/SGD on CUDA,
   foreach LARS, ``torch._foreach_*`` EMA). The learning rate is computed on the host from the
   integer step and written into a tensor lr in place, so there is no host sync and no recompile.
-Loss values are returned as device tensors; nothing in the step reads them on the host.
+Loss values are returned as device tensors; nothing in the step reads them on the host. Each
+loss is also folded into ``step.guard`` (``guard.LossGuard``), a device-side finite flag that the
+trainer reads at the syncs it already makes (logging, epoch end, checkpoints).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import fields
 import torch
 from torch import nn
 
+from .guard import LossGuard
 from .optim import set_lr
 
 __all__ = ["TrainStep", "make_train_step", "step_seed"]
@@ -103,6 +106,8 @@ class TrainStep:
         self.seed, self.augment_backend = int(seed), augment_backend
         self.world_size, self.rank = int(world_size), int(rank)
         self.step = 0
+        # divergence guard: a device-side finite flag per step, read only at existing syncs
+        self.guard = LossGuard(self.device)
         self._forward = self._eager_forward
         if compile:
             backend = "inductor" if compile is True else compile
@@ -149,6 +154,7 @@ class TrainStep:
         if self.cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()
         loss = self._forward(views)
+        self.guard.track(loss)  # device ops only: no host sync
         loss.backward()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)

@@ -45,3 +45,17 @@ def test_bench_epoch_runs_and_labels_results(tmp_path, capsys):
     assert doc["speedup_ours_vs_reference"]["vicreg"] == row["ours"]["images_per_s"] / row["reference"]["images_per_s"]
     assert doc["targets"]["measured_on_gpu"] is False and "not a speed claim" in doc["evidence"]
     assert doc["env"]["torch"]
+
+
+def test_bench_epoch_runs_every_method(tmp_path):
+    # issue 12: EMP-SSL used to crash here (its patch preset was called with a dataset name)
+    from sslfast.train.methods import METHODS
+
+    args = ["bench", "epoch", "--methods", "all", "--paths", "ours", "--steps", "1", "--warmup", "0"]
+    args += ["--batch-size", "8", "--width", "4", "--proj", "16", "--subset", "16", "--out", str(tmp_path)]
+    assert cli(args) == 0
+    (path,) = tmp_path.glob("epoch-*.json")
+    doc = json.loads(path.read_text())
+    validate(doc, path)
+    assert sorted(r["method"] for r in doc["results"]) == sorted(METHODS)
+    assert all(r["images_per_s"] > 0 for r in doc["results"])

@@ -139,3 +139,26 @@ def test_finished_runs_survive_a_command_cut_off_by_a_time_limit(tmp_path, monke
     validate(doc, path)
     assert len(doc["results"]) == 1 and doc["results"][0]["seed"] == 0
     assert "incomplete: 1 of 3 timed runs finished when this was written" in doc["notes"]
+
+
+def test_a_diverged_speed_run_is_flagged_never_reported_as_a_result(tmp_path, monkeypatch, capsys):
+    # issue 12: the speed run reads the device-side finite flag at each epoch end (outside the clock)
+    from sslfast.train.methods import SSLModel
+
+    real = SSLModel.forward
+
+    def forward(self, views):
+        return real(self, views) * float("nan")
+
+    monkeypatch.setattr(SSLModel, "forward", forward)
+    rc = main(["--quick", "--recipe", "emp_ssl_vit_tiny", "--epochs", "2", "--warmup-steps", "0",
+               "--out", str(tmp_path)])
+    assert rc == 1
+    assert "diverged (non-finite loss): emp_ssl_vit_tiny seed 0" in capsys.readouterr().err
+    (path,) = tmp_path.glob("tta-*.json")
+    doc = json.loads(path.read_text())
+    validate(doc, path)
+    (row,) = doc["results"]
+    assert row["diverged"] and "at step 1" in row["divergence"]
+    assert row["final_linear_top1"] is None and row["curve"] == [] and row["epochs_run"] == 1
+    assert any("DIVERGED" in n for n in doc["notes"])

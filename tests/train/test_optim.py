@@ -37,9 +37,7 @@ def _lars_reference(params, grads, bufs, no_adapt, lr, momentum, wd, eta, clip_l
         params[i] = w - lr * bufs[i]
 
 
-@pytest.mark.parametrize(
-    "clip_lr, eta, tensor_lr", [(False, 0.001, False), (True, 0.02, False), (False, 0.02, True)]
-)
+@pytest.mark.parametrize("clip_lr, eta, tensor_lr", [(False, 0.001, False), (True, 0.02, False), (False, 0.02, True)])
 def test_lars_matches_float64_reference_over_several_steps(clip_lr, eta, tensor_lr):
     torch.manual_seed(0)
     model = _small_model()
@@ -110,9 +108,7 @@ def test_excluded_parameters_get_no_decay_and_no_adaptation():
 
 
 def test_param_groups_split_and_skip_names():
-    model = nn.Sequential(
-        nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4, 2), nn.LayerNorm(2)
-    )
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4, 2), nn.LayerNorm(2))
     model.register_parameter("pos_embed", nn.Parameter(torch.zeros(1, 3, 2)))
     model[3].weight.requires_grad_(False)  # frozen: in no group
     groups = param_groups_for_ssl(model, 1e-4)
@@ -233,9 +229,21 @@ def test_bad_arguments():
         param_groups_for_ssl(model, -1.0)
     with pytest.raises(TypeError, match="model must be an nn.Module"):
         param_groups_for_ssl([torch.zeros(2)], 0.1)
-    with pytest.raises(ValueError, match="warmup_steps must be in \\[0, total_steps=10\\], got 11"):
-        warmup_cosine(0, 10, 11, 0.1)
+    with pytest.raises(ValueError, match="warmup_steps must be >= 0, got -1"):
+        warmup_cosine(0, 10, -1, 0.1)
     with pytest.raises(ValueError, match="total_steps must be >= 1"):
         warmup_cosine(0, 0, 0, 0.1)
     with pytest.raises(TypeError, match="step must be an int or a tensor"):
         warmup_cosine(1.5, 10, 2, 0.1)
+
+
+def test_warmup_keeps_its_slope_when_longer_than_the_run():
+    # issue 12: a 10-epoch warm-up in a 2-epoch run must not be squeezed into the run (that ramped
+    # VICReg to the full rate in 16 steps and diverged); the run is all warm-up at the recipe's slope
+    T, W, base, start = 16, 80, 0.15, 3e-5
+    got = [warmup_cosine(s, T, W, base, start_lr=start) for s in range(T + 1)]
+    want = [start + (base - start) * s / W for s in range(T + 1)]
+    assert got == pytest.approx(want, rel=1e-12)
+    assert max(got) == pytest.approx(start + (base - start) * T / W) and max(got) < base / 4  # far below the peak
+    t = warmup_cosine(torch.arange(T + 1), T, W, base, start_lr=start)
+    torch.testing.assert_close(t.double(), torch.tensor(want, dtype=torch.float64), rtol=1e-6, atol=0)

@@ -79,9 +79,7 @@ def test_distributed_step_equals_single_process(tmp_path):
             r_state = results[rank][method][1]
             moved = 0
             for k, v in single.items():
-                torch.testing.assert_close(
-                    r_state[k], v, rtol=1e-10, atol=1e-10, msg=f"{method} rank {rank}: {k}"
-                )
+                torch.testing.assert_close(r_state[k], v, rtol=1e-10, atol=1e-10, msg=f"{method} rank {rank}: {k}")
                 moved += not torch.equal(v, before[k])
             assert moved > len(single) // 2  # the step changed the parameters (and EMA copies)
 

@@ -1,0 +1,49 @@
+"""`sslfast bench convergence` harness: real trainer runs, a valid results file, the report's table."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from sslfast.benchmarks.convergence import main
+from sslfast.report import tables
+from sslfast.report.schema import ResultsError, validate
+
+CIFAR = Path(os.environ.get("SSLFAST_DATA") or Path(__file__).resolve().parents[3] / "shared" / "data")
+
+
+@pytest.mark.skipif(
+    not (CIFAR / "cifar-10-batches-bin").is_dir(),
+    reason=f"CIFAR-10 binary data not found at {CIFAR} (set SSLFAST_DATA)",
+)
+def test_quick_convergence_run_writes_a_valid_report_row(tmp_path, capsys):
+    args = ["--quick", "--methods", "simclr", "--vit-methods", "none", "--train-size", "64", "--test-size", "32"]
+    assert main([*args, "--data-root", str(CIFAR), "--out", str(tmp_path)]) == 0
+    (path,) = tmp_path.glob("convergence-*.json")
+    run = validate(json.loads(path.read_text()), path)
+    (row,) = run.doc["results"]
+    assert row["method"] == "simclr" and row["epochs"] == 1 and not row["diverged"] and row["all_losses_finite"]
+    assert [e for e, _ in row["knn_curve"]] == [1] and 0 <= row["untrained_knn_top1"] <= 100
+    assert row["gain_points"] == pytest.approx(row["final_knn_top1"] - row["untrained_knn_top1"])
+    full, _ = tables.convergence(run)
+    assert "| simclr |" in full and "of 1 runs met their target" in full
+
+
+def test_schema_rejects_a_diverged_row_with_an_accuracy():
+    row = dict(method="vicreg", backbone="resnet18_cifar", epochs=3, untrained_knn_top1=20.0, knn_curve=[[1, 30.0]])
+    row.update(final_knn_top1=30.0, all_losses_finite=False, diverged=True)
+    doc = {
+        "benchmark": "convergence",
+        "env": dict(
+            device="cpu", device_type="cpu", torch="x", triton=None, git_sha=None, timestamp="2026-01-01T00:00:00"
+        ),
+        "results": [row],
+    }
+    with pytest.raises(ResultsError, match="a diverged run has no final_knn_top1"):
+        validate(doc)
+    row.update(diverged=False, all_losses_finite=True, knn_curve=[[2, 30.0], [1, 31.0]])
+    with pytest.raises(ResultsError, match="epochs must increase"):
+        validate(doc)
+    row["knn_curve"] = [[1, 30.0], [2, 31.0]]
+    validate(doc)
