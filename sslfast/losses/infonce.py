@@ -413,6 +413,12 @@ class NTXentLoss(nn.Module):
                 gather_distributed=self.gather_distributed,
                 backend=self.backend,
             )
+        k, dim = self.bank.shape
+        if isinstance(out0, torch.Tensor) and out0.dim() == 2 and out0.shape[1] != dim:
+            raise ValueError(
+                f"NTXentLoss was built with memory_bank_size=({k}, {dim}), got out0 with D={out0.shape[1]}: "
+                f"the bank stores D-dimensional keys, use memory_bank_size=({k}, {out0.shape[1]})"
+            )
         loss = nt_xent_loss(out0, out1, temperature=self.temperature, memory_bank=self.bank, backend=self.backend)
         if out0.requires_grad:
             self._enqueue(out1)

@@ -144,6 +144,11 @@ class TiCoLoss(nn.Module):
 
     def forward(self, z_a: torch.Tensor, z_b: torch.Tensor, update_covariance_matrix: bool = True) -> torch.Tensor:
         d = z_a.shape[-1] if isinstance(z_a, torch.Tensor) else None
+        if self.C.numel() and d is not None and z_a.dim() == 2 and d != self.C.shape[0]:
+            raise ValueError(
+                f"TiCoLoss holds a {self.C.shape[0]}x{self.C.shape[0]} covariance C (dim={self.C.shape[0]}, or the "
+                f"first batch it saw), got z_a with D={d}; use one TiCoLoss per embedding width"
+            )
         if self.C.numel() == 0 and d is not None:
             dtype = torch.float64 if z_a.dtype == torch.float64 else torch.float32
             self.C = torch.zeros(d, d, device=z_a.device, dtype=dtype)

@@ -78,3 +78,12 @@ def test_triton_backend_needs_cuda_or_interpreter(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(ValueError, match=r"backend='triton' needs CUDA tensors \(got device cpu\).*TRITON_INTERPRET=1"):
         F.vicreg_loss(Z, Z, backend="triton")
+
+
+def test_module_state_width_mismatch_names_the_argument():
+    tico = sslfast.TiCoLoss(dim=16)
+    with pytest.raises(ValueError, match=r"TiCoLoss holds a 16x16 covariance C .* got z_a with D=8"):
+        tico(torch.randn(4, 8), torch.randn(4, 8))
+    moco = sslfast.NTXentLoss(memory_bank_size=(32, 2))
+    with pytest.raises(ValueError, match=r"memory_bank_size=\(32, 2\), got out0 with D=16.*\(32, 16\)"):
+        moco(torch.randn(4, 16), torch.randn(4, 16))
