@@ -267,7 +267,8 @@ def multicrop_infonce_loss(
 
     ``weights`` (B,) or (V, B), detached: GenView's quality weights (Li et al. 2024,
     arXiv:2403.12003) multiply ℓ_i after normalising them to mean 1 (over the global batch
-    when distributed): loss = Σ w_i ℓ_i / Σ w_i.
+    when distributed): loss = Σ w_i ℓ_i / Σ w_i. They must be finite, non-negative and not all zero
+    (a ValueError eagerly, after one host sync; under torch.compile an invalid vector gives a NaN loss).
 
     ``gather_distributed``: every rank's rows are keys (negatives; positives by global index),
     and each rank's queries are its own rows, as solo-learn and lightly do. The returned value is
