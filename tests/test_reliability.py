@@ -222,7 +222,11 @@ def test_multicrop_weights_are_checked(weights, match, backend):
 @pytest.mark.slow
 def test_multicrop_bad_weights_under_compile_give_nan_never_a_finite_value():
     """No host sync under torch.compile: invalid weights make the loss NaN (a finite-check catches it)."""
-    loss = torch.compile(lambda z, w: F.multicrop_infonce_loss(z, w, backend="torch"), fullgraph=True)
+    # aot_eager: dynamo + AOTAutograd trace exactly as with inductor (is_compiling() is what matters),
+    # without inductor's code generation time
+    loss = torch.compile(
+        lambda z, w: F.multicrop_infonce_loss(z, w, backend="torch"), fullgraph=True, backend="aot_eager"
+    )
     z = torch.randn(2, 4, 8)
     assert torch.isfinite(loss(z, torch.rand(4) + 0.1))
     for w in (torch.zeros(4), torch.tensor([1.0, -1.0, 1.0, 1.0])):
@@ -398,7 +402,7 @@ def test_default_collective_timeout_is_short():
 
 def _stuck_rank_worker(rank, init_file, results):
     dist.init_process_group(
-        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=2, timeout=datetime.timedelta(seconds=3)
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=2, timeout=datetime.timedelta(seconds=2)
     )
     try:
         z = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
@@ -418,7 +422,7 @@ def _stuck_rank_worker(rank, init_file, results):
                 results["stuck"] = f"{type(e).__name__}: {e}"
             results["waited_s"] = time.monotonic() - t0
         else:
-            time.sleep(10)
+            time.sleep(6)
     finally:
         dist.destroy_process_group()
 
@@ -433,5 +437,5 @@ def test_stuck_rank_error_names_the_collective(tmp_path):
         assert "not supported" in err and "gather_distributed" in err, err
     msg = results["stuck"]
     assert msg.startswith("CollectiveError: all_gather of the batch sizes (gather_distributed=True) (rank 0 of 2)")
-    assert "timeout (3 s)" in msg and "dist_timeout_s" in msg, msg
-    assert results["waited_s"] < 9
+    assert "timeout (2 s)" in msg and "dist_timeout_s" in msg, msg
+    assert results["waited_s"] < 5.5  # the timeout ended the wait, not rank 1 waking up
