@@ -11,9 +11,11 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import struct
 import tarfile
 import tempfile
 import urllib.request
+import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -90,6 +92,7 @@ class CifarSpec:
     sha256: dict | None = field(default=None, hash=False)  # official sums, when known offline
     classes_file: str = ""
     coarse_classes_file: str | None = None
+    label_limits: tuple[int, ...] = (10,)  # per label byte: the number of classes it indexes
 
     @property
     def record_bytes(self) -> int:
@@ -129,6 +132,7 @@ CIFAR100 = CifarSpec(
     sha256=None,  # no official per-file sums; see _expected_sums
     classes_file="fine_label_names.txt",
     coarse_classes_file="coarse_label_names.txt",
+    label_limits=(20, 100),  # coarse, then fine
 )
 
 SPECS = {"cifar10": CIFAR10, "cifar100": CIFAR100}
@@ -215,7 +219,23 @@ def _check_file(spec: CifarSpec, path: Path, sums: dict[str, str] | None, verify
 def _parse(spec: CifarSpec, path: Path) -> tuple[np.ndarray, np.ndarray]:
     raw = np.fromfile(path, dtype=np.uint8).reshape(-1, spec.record_bytes)
     images = raw[:, spec.label_bytes:].reshape(-1, 3, 32, 32)
-    return images, raw[:, :spec.label_bytes]
+    labels = raw[:, :spec.label_bytes]
+    _check_labels(spec, path, labels)
+    return images, labels
+
+
+def _check_labels(spec: CifarSpec, path: Path, labels: np.ndarray) -> None:
+    """Every label byte indexes a class. Always checked (a sha256 match implies it, but
+    ``verify=False`` or a CIFAR-100 folder without sums would otherwise let a corrupt byte through
+    as an out-of-range class index)."""
+    for j, limit in enumerate(spec.label_limits):
+        bad = np.flatnonzero(labels[:, j] >= limit)
+        if bad.size:
+            which = ("coarse ", "fine ")[j] if len(spec.label_limits) > 1 else ""
+            raise DatasetError(
+                f"{spec.name}: {path} is corrupt: record {int(bad[0])} has {which}label {int(labels[bad[0], j])}, "
+                f"expected 0..{limit - 1} ({bad.size} such record(s)); delete the file and download it again"
+            )
 
 
 def _read_classes(folder: Path, name: str | None, n: int) -> tuple[str, ...]:
@@ -333,6 +353,29 @@ def download_cifar(name: str, root) -> Path:
 # ---------------------------------------------------------------------------------------------
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+_GRAY16 = ("I;16", "I;16B", "I;16L", "I;16N")
+
+
+def _to_rgb8(im, path):
+    """A decoded PIL image as 8-bit RGB. 16-bit grayscale is scaled (round(v/257)), never clipped;
+    PIL reduces 16-bit RGB(A) and gray+alpha PNGs to 8 bit itself. 32-bit integer pixels are
+    accepted only within 0..65535 (how older Pillow versions open 16-bit grayscale PNGs)."""
+    from PIL import Image
+
+    if im.mode in _GRAY16 or im.mode == "I":
+        v = np.asarray(im)
+        if im.mode == "I" and v.size and (v.min() < 0 or v.max() > 65535):
+            raise DatasetError(
+                f"image {path} has 32-bit integer pixels in [{v.min()}, {v.max()}]: only 8- and 16-bit images "
+                "are supported"
+            )
+        gray = np.rint(v.astype(np.float64) / 257.0).astype(np.uint8)
+        return Image.fromarray(np.repeat(gray[..., None], 3, axis=2), mode="RGB")
+    if im.mode == "F":
+        raise DatasetError(
+            f"image {path} has floating-point pixels (PIL mode F): only 8- and 16-bit images are supported"
+        )
+    return im.convert("RGB")
 
 
 class ImageFolder:
@@ -365,18 +408,33 @@ class ImageFolder:
 
     @staticmethod
     def decode(path, size: int | None = None) -> torch.Tensor:
+        """One file as uint8 (3, H, W); ``size``: shorter side resized to it, then the central square.
+
+        Any colour mode becomes RGB as torchvision's loader does (``convert("RGB")``: alpha dropped,
+        palettes expanded), except 16-bit grayscale (PIL mode ``I;16``), which PIL would clip to 255:
+        it is scaled to 8 bit as round(v / 257). A file that cannot be decoded (truncated, corrupt,
+        not an image, a decompression bomb past PIL's pixel limit) raises a ``DatasetError`` naming it.
+        """
         from PIL import Image
 
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            if size is not None:
-                w, h = im.size
-                s = size / min(w, h)
-                im = im.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BILINEAR)
-                w, h = im.size
-                left, top = (w - size) // 2, (h - size) // 2
-                im = im.crop((left, top, left + size, top + size))
-            arr = np.asarray(im, dtype=np.uint8)
+        try:
+            with Image.open(path) as im:
+                im = _to_rgb8(im, path)
+                if size is not None:
+                    w, h = im.size
+                    s = size / min(w, h)
+                    im = im.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BILINEAR)
+                    w, h = im.size
+                    left, top = (w - size) // 2, (h - size) // 2
+                    im = im.crop((left, top, left + size, top + size))
+                arr = np.asarray(im, dtype=np.uint8)
+        except Image.DecompressionBombError as e:
+            raise DatasetError(
+                f"image {path} is too large to decode safely: {e} (PIL.Image.MAX_IMAGE_PIXELS guards against "
+                "decompression bombs; raise it only for files you trust)"
+            ) from None
+        except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error) as e:
+            raise DatasetError(f"cannot decode image {path}: {e} (truncated, corrupt or not an image)") from e
         return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:

@@ -12,6 +12,7 @@ spec. The exact per-op formulas are documented in ``sslfast.data_pipelines.gpu_a
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field, replace
 
 # Normalisation constants. CIFAR-10: per-channel mean/std of the 50k training images
@@ -24,16 +25,33 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 HALF = (0.5, 0.5, 0.5)
 
 
-def _pair(value, name: str) -> tuple[float, float]:
+def _numbers(value, name: str, n: int, what: str) -> tuple[float, ...]:
+    """``value`` as a tuple of ``n`` finite floats, or a clear error naming the field.
+
+    Strings are refused even though they are iterable ("abc" is not three numbers), and so are
+    NaN and infinities: a NaN mean or jitter factor would turn every view into NaN or garbage.
+    """
+    form = f"ViewSpec.{name} must be {what}, got {value!r}"
+    if isinstance(value, (str, bytes)):
+        raise TypeError(form)
     try:
-        lo, hi = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise TypeError(f"ViewSpec.{name} must be a pair (low, high) of numbers, got {value!r}") from None
-    return lo, hi
+        items = tuple(value)
+    except TypeError:
+        raise TypeError(form) from None
+    if len(items) != n or any(isinstance(v, bool) or not isinstance(v, numbers.Real) for v in items):
+        raise (ValueError if len(items) != n else TypeError)(form)
+    out = tuple(float(v) for v in items)
+    if not all(math.isfinite(v) for v in out):
+        raise ValueError(f"{form} (NaN and infinities are refused)")
+    return out
+
+
+def _pair(value, name: str) -> tuple[float, float]:
+    return _numbers(value, name, 2, "a pair (low, high) of finite numbers")
 
 
 def _prob(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
         raise ValueError(f"ViewSpec.{name} must be a probability in [0, 1], got {value!r}")
     return float(value)
 
@@ -81,15 +99,12 @@ class ViewSpec:
         if not 0.0 < lo <= hi <= 1.0:
             raise ValueError(f"ViewSpec.crop_scale must satisfy 0 < low <= high <= 1, got {self.crop_scale!r}")
         lo, hi = _pair(self.crop_ratio, "crop_ratio")
-        if not 0.0 < lo <= hi or not math.isfinite(hi):
+        if not 0.0 < lo <= hi:
             raise ValueError(f"ViewSpec.crop_ratio must satisfy 0 < low <= high < inf, got {self.crop_ratio!r}")
         for name in ("flip_p", "jitter_p", "grayscale_p", "blur_p", "solarize_p"):
             _prob(getattr(self, name), name)
-        try:
-            jit = tuple(float(v) for v in self.jitter)
-        except (TypeError, ValueError):
-            raise TypeError(f"ViewSpec.jitter must be 4 numbers (b, c, s, h), got {self.jitter!r}") from None
-        if len(jit) != 4 or any(v < 0 for v in jit) or jit[3] > 0.5:
+        jit = _numbers(self.jitter, "jitter", 4, "4 finite numbers (brightness, contrast, saturation, hue)")
+        if any(v < 0 for v in jit) or jit[3] > 0.5:
             raise ValueError(
                 "ViewSpec.jitter must be 4 non-negative numbers (brightness, contrast, saturation, hue) "
                 f"with hue <= 0.5, got {self.jitter!r}"
@@ -102,21 +117,21 @@ class ViewSpec:
             or self.blur_kernel < 1 or self.blur_kernel % 2 == 0
         ):
             raise ValueError(f"ViewSpec.blur_kernel must be None or an odd positive int, got {self.blur_kernel!r}")
-        if not 0.0 <= float(self.solarize_threshold) <= 1.0:
-            raise ValueError(f"ViewSpec.solarize_threshold must lie in [0, 1], got {self.solarize_threshold!r}")
-        for name in ("mean", "std"):
-            vals = getattr(self, name)
-            if len(tuple(vals)) != 3:
-                raise ValueError(f"ViewSpec.{name} must have 3 values (RGB), got {vals!r}")
-        if any(float(s) <= 0 for s in self.std):
+        thr = self.solarize_threshold
+        if isinstance(thr, bool) or not isinstance(thr, numbers.Real) or not 0.0 <= thr <= 1.0:
+            raise ValueError(f"ViewSpec.solarize_threshold must be a number in [0, 1], got {thr!r}")
+        mean = _numbers(self.mean, "mean", 3, "3 finite numbers (R, G, B)")
+        std = _numbers(self.std, "std", 3, "3 finite positive numbers (R, G, B)")
+        if any(v <= 0 for v in std):
             raise ValueError(f"ViewSpec.std must be positive, got {self.std!r}")
         # Normalise sequences to tuples of floats so that equal specs hash equally.
         object.__setattr__(self, "crop_scale", _pair(self.crop_scale, "crop_scale"))
         object.__setattr__(self, "crop_ratio", _pair(self.crop_ratio, "crop_ratio"))
         object.__setattr__(self, "jitter", jit)
         object.__setattr__(self, "blur_sigma", _pair(self.blur_sigma, "blur_sigma"))
-        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
-        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+        object.__setattr__(self, "solarize_threshold", float(thr))
+        object.__setattr__(self, "mean", mean)
+        object.__setattr__(self, "std", std)
 
     @property
     def kernel_size(self) -> int:

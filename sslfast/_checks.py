@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -16,25 +17,27 @@ def check_tensor(x, name: str) -> torch.Tensor:
     return x
 
 
-def check_matrix(x, name: str, min_rows: int = 2) -> torch.Tensor:
-    """A (N, D) embedding batch with N >= ``min_rows`` and D >= 1."""
+def check_matrix(x, name: str, min_rows: int = 2, middle: bool = False) -> torch.Tensor:
+    """A (N, D) embedding batch with N >= ``min_rows`` and D >= 1; (N, ..., D) when ``middle``."""
     check_tensor(x, name)
-    if x.dim() != 2:
-        raise ValueError(f"{name} must have shape (N, D), got a {x.dim()}-d tensor of shape {tuple(x.shape)}")
+    form = "(N, ..., D)" if middle else "(N, D)"
+    if x.dim() != 2 and not (middle and x.dim() > 2):
+        raise ValueError(f"{name} must have shape {form}, got a {x.dim()}-d tensor of shape {tuple(x.shape)}")
     if x.shape[0] < min_rows:
         raise ValueError(f"{name} needs N >= {min_rows} rows (batch statistics), got shape {tuple(x.shape)}")
-    if x.shape[1] < 1:
-        raise ValueError(f"{name} needs D >= 1 columns, got shape {tuple(x.shape)}")
+    if x.numel() == 0:
+        raise ValueError(f"{name} needs D >= 1 columns (and no empty middle dimension), got shape {tuple(x.shape)}")
     return x
 
 
-def check_pair(z_a, z_b, names: tuple[str, str] = ("z_a", "z_b"), min_rows: int = 2) -> None:
-    """Two views of one batch: same shape, dtype and device."""
-    check_matrix(z_a, names[0], min_rows)
-    check_matrix(z_b, names[1], min_rows)
+def check_pair(z_a, z_b, names: tuple[str, str] = ("z_a", "z_b"), min_rows: int = 2, middle: bool = False) -> None:
+    """Two views of one batch: same shape, dtype and device. ``middle``: (N, ..., D) accepted."""
+    check_matrix(z_a, names[0], min_rows, middle)
+    check_matrix(z_b, names[1], min_rows, middle)
     if z_a.shape != z_b.shape:
+        form = "(N, ..., D)" if middle else "(N, D)"
         raise ValueError(
-            f"{names[0]} and {names[1]} must have the same shape (N, D), got {tuple(z_a.shape)} and {tuple(z_b.shape)}"
+            f"{names[0]} and {names[1]} must have the same shape {form}, got {tuple(z_a.shape)} and {tuple(z_b.shape)}"
         )
     if z_a.device != z_b.device:
         raise ValueError(f"{names[0]} and {names[1]} must be on the same device, got {z_a.device} and {z_b.device}")
@@ -138,7 +141,7 @@ def check_number(
 def check_prob(value, name: str) -> float:
     """A number in [0, 1]."""
     if not (_is_number(value) and 0 <= value <= 1):
-        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}{_why_not(value)}")
     return float(value)
 
 
@@ -149,18 +152,50 @@ def check_choice(value, name: str, choices) -> str:
     return value
 
 
+def _why_not(value) -> str:
+    """What is wrong with a number that failed a range check, beyond its value."""
+    if _is_number(value) and not math.isfinite(value):
+        return " (NaN and infinities are refused)"
+    if not _is_number(value):
+        return f" ({type(value).__name__}, not a number)"
+    return ""
+
+
 def check_positive(value, name: str) -> float:
     """A finite number > 0."""
     if not (_is_number(value) and value > 0 and math.isfinite(value)):
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
+        raise ValueError(f"{name} must be a positive number, got {value!r}{_why_not(value)}")
     return float(value)
 
 
 def check_nonnegative(value, name: str) -> float:
     """A finite number >= 0."""
     if not (_is_number(value) and value >= 0 and math.isfinite(value)):
-        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+        raise ValueError(f"{name} must be a non-negative number, got {value!r}{_why_not(value)}")
     return float(value)
+
+
+def check_bool(value, name: str) -> bool:
+    """A real bool (not a truthy string such as ``"no"``)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def check_temperature(value, name: str = "temperature") -> float:
+    """A softmax temperature: a finite number > 0.
+
+    Negative temperatures are refused on purpose (lightly accepts them): ``s/T`` with T < 0 flips
+    the sign of every logit, so minimising the loss pushes positive pairs *apart* — the opposite of
+    the objective, with no error and a plausible-looking loss curve.
+    """
+    if _is_number(value) and math.isfinite(value) and value < 0:
+        raise ValueError(
+            f"{name} must be a positive number, got {value!r}: a negative temperature flips the sign of "
+            "every logit, so minimising the loss would push positive pairs apart (lightly accepts it; "
+            "sslfast refuses it, see README 'Differences from lightly')"
+        )
+    return check_positive(value, name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,3 +238,29 @@ def check_num_classes(value, *labels: torch.Tensor) -> int:
     if hi >= value:
         raise ValueError(f"labels must be < num_classes={value}, got a maximum of {hi}")
     return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Command-line flags: the same checks as argparse types, so a bad value is reported by argparse
+# as "sslfast <cmd>: error: argument --k: must be a positive int, got 0" (exit status 2).
+# ---------------------------------------------------------------------------------------------
+
+_FLAG = "\0flag"
+
+
+def arg_type(convert: Callable, check: Callable, **kw) -> Callable[[str], object]:
+    """An argparse ``type=``: ``convert`` the text (int, float), then ``check(value, name, **kw)``."""
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            kind = getattr(convert, "__name__", "a value")
+            raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
+        try:
+            return check(value, _FLAG, **kw)
+        except (ValueError, TypeError) as e:
+            raise argparse.ArgumentTypeError(str(e).replace(f"{_FLAG} ", "")) from None
+
+    parse.__name__ = getattr(convert, "__name__", "value")  # argparse names the type in its messages
+    return parse

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 
 def parser() -> argparse.ArgumentParser:
+    from .._checks import arg_type, check_int, check_positive
+
+    pos_int = arg_type(int, check_int)
     p = argparse.ArgumentParser(
         prog="sslfast eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -24,15 +28,35 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--probe", choices=("knn", "linear"), default="knn")
     p.add_argument("--data", default=None, help="cifar10 | synthetic | folder (default: the training data)")
     p.add_argument("--data-root", default=None)
-    p.add_argument("--train-size", type=int, default=None, help="use the first N training images")
-    p.add_argument("--test-size", type=int, default=None, help="use the first N test images")
-    p.add_argument("--k", type=int, default=200)
-    p.add_argument("--temperature", type=float, default=0.1)
-    p.add_argument("--epochs", type=int, default=100, help="linear probe iterations")
-    p.add_argument("--batch-size", type=int, default=512)
-    p.add_argument("--device", default=None)
-    p.add_argument("--out", default=None, help="also write the JSON result here")
+    p.add_argument("--train-size", type=pos_int, default=None, help="use the first N training images (default: all)")
+    p.add_argument("--test-size", type=pos_int, default=None, help="use the first N test images (default: all)")
+    p.add_argument("--k", type=pos_int, default=200, help="kNN neighbours (at most the training images used)")
+    p.add_argument("--temperature", type=arg_type(float, check_positive), default=0.1, help="kNN vote temperature")
+    p.add_argument("--epochs", type=pos_int, default=100, help="linear probe iterations")
+    p.add_argument("--batch-size", type=pos_int, default=512)
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    p.add_argument("--out", default=None, help="also write the JSON result here (atomically)")
     return p
+
+
+def _device(name: str | None):
+    import torch
+
+    from ..train.config import ConfigError
+
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"--device must be cpu, cuda or cuda:N, got {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name} needs CUDA, but this torch ({torch.__version__}) sees no CUDA device")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"--device {name}: there are {torch.cuda.device_count()} CUDA device(s)")
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"--device must be cpu, cuda or cuda:N, got {name!r}")
+    return device
 
 
 def evaluate(args: argparse.Namespace) -> dict:
@@ -46,7 +70,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     from .knn import knn_classify
     from .probe import linear_probe
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = _device(args.device)
     model, cfg, ckpt = model_from_checkpoint(args.checkpoint, device)
     overrides = {k: v for k, v in (("data", args.data), ("data_root", args.data_root)) if v is not None}
     cfg = dataclasses.replace(cfg, subset=None, **overrides)
@@ -56,8 +80,9 @@ def evaluate(args: argparse.Namespace) -> dict:
     views = build_views(method_spec(cfg), cfg)
     tf = normalizer(views[0].mean, views[0].std)
     amp = torch.bfloat16 if device.type == "cuda" else None
-    ntr = min(len(train_set), args.train_size or len(train_set))
-    nte = min(len(test_set), args.test_size or len(test_set))
+    # None: every image; a size above the split's length is capped to it (and reported as n_train/n_test)
+    ntr = len(train_set) if args.train_size is None else min(len(train_set), args.train_size)
+    nte = len(test_set) if args.test_size is None else min(len(test_set), args.test_size)
     t0 = time.perf_counter()
     kw = dict(transform=tf, batch_size=args.batch_size, device=device, autocast_dtype=amp)
     f_tr = extract_features(model.backbone, train_set.images[:ntr], **kw)
@@ -66,10 +91,11 @@ def evaluate(args: argparse.Namespace) -> dict:
     feat_s = time.perf_counter() - t0
     result = {
         "checkpoint": str(args.checkpoint),
-        "method": ckpt["method"],
-        "backbone": ckpt["backbone"],
-        "epoch": ckpt["epoch"],
-        "step": ckpt["step"],
+        # the config is the checkpoint's one required record (model_from_checkpoint checked it)
+        "method": cfg.method,
+        "backbone": cfg.backbone,
+        "epoch": ckpt.get("epoch"),
+        "step": ckpt.get("step"),
         "data": cfg.data,
         "probe": args.probe,
         "n_train": ntr,
@@ -99,24 +125,30 @@ def evaluate(args: argparse.Namespace) -> dict:
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    from ..data_pipelines.datasets import DatasetError
-    from ..train.checkpoint import CheckpointError
-    from ..train.config import ConfigError
-
-    args = parser().parse_args(argv)
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file in the same folder, then rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        result = evaluate(args)
-    except (ConfigError, CheckpointError, DatasetError, FileNotFoundError) as e:
-        print(f"sslfast eval: error: {e}", file=sys.stderr)
-        return 2
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Errors: flag values are checked by argparse; ConfigError, CheckpointError, DatasetError and
+    missing files are user errors, reported by the CLI wrapper (``sslfast.cli.run_command``)."""
+    args = parser().parse_args(argv)
+    result = evaluate(args)
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
+        _write_atomic(Path(args.out), text)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ..cli import run_command
+
+    sys.exit(run_command("eval", main, sys.argv[1:]))

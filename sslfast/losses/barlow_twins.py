@@ -17,8 +17,8 @@ from torch import nn
 from .._checks import check_nonnegative, check_pair
 from .._numerics import acc_dtype, offdiag_cross
 from ..backend import check_backend, resolve_backend
-from ..distributed import gather_pair
-from ._common import off_diagonal, scaled
+from ..distributed import check_gather_distributed, gather_pair
+from ._common import creating_graph, differentiable_grads, off_diagonal, scaled
 
 __all__ = ["BarlowTwinsLoss", "barlow_twins_loss", "barlow_twins_loss_reference"]
 
@@ -70,13 +70,20 @@ class BarlowTwinsFunction(torch.autograd.Function):
     def forward(ctx, z_a, z_b, lambda_param, backend):
         compute_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         loss, ga, gb = _barlow_twins_fwd(backend)(z_a, z_b, lambda_param, compute_grad)
-        ctx.save_for_backward(ga, gb)
+        ctx.save_for_backward(ga, gb, z_a, z_b)  # inputs: for the double-backward path only
+        ctx.lambda_param = lambda_param
         return loss
 
     @staticmethod
     def backward(ctx, grad_out):
-        ga, gb = ctx.saved_tensors
+        ga, gb, z_a, z_b = ctx.saved_tensors
         need = ctx.needs_input_grad
+        if creating_graph():  # create_graph=True: a gradient that is itself differentiable
+            acc, lam = acc_dtype(z_a.dtype), ctx.lambda_param
+            da, db = differentiable_grads(
+                lambda a, b: barlow_twins_loss_reference(a.to(acc), b.to(acc), lam), (z_a, z_b), grad_out, need[:2]
+            )
+            return da, db, None, None
         return scaled(grad_out, ga, need[0]), scaled(grad_out, gb, need[1]), None, None
 
 
@@ -94,6 +101,7 @@ def barlow_twins_loss(
     """
     check_pair(z_a, z_b)
     check_nonnegative(lambda_param, "lambda_param")
+    check_gather_distributed(gather_distributed, check_available=False)
     z_a, z_b = gather_pair(z_a, z_b, gather_distributed)
     backend = resolve_backend(backend, z_a.device)
     if backend == "reference":
@@ -108,7 +116,7 @@ class BarlowTwinsLoss(nn.Module):
         super().__init__()
         check_nonnegative(lambda_param, "lambda_param")
         self.lambda_param = lambda_param
-        self.gather_distributed = gather_distributed
+        self.gather_distributed = check_gather_distributed(gather_distributed)
         self.backend = check_backend(backend)
 
     def forward(self, z_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:

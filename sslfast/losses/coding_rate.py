@@ -15,8 +15,9 @@ import torch
 from torch import nn
 
 from .._checks import check_matrix, check_positive, stack_views
-from .._numerics import coding_rates
+from .._numerics import acc_dtype, coding_rates
 from ..backend import check_backend, resolve_backend
+from ._common import creating_graph, differentiable_grads
 
 __all__ = ["TotalCodingRate", "total_coding_rate", "total_coding_rate_reference"]
 
@@ -32,15 +33,32 @@ class CodingRateFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z, eps):
         rates, grad = coding_rate_fwd_torch(z, eps, ctx.needs_input_grad[0])
-        ctx.save_for_backward(grad)
+        ctx.save_for_backward(grad, z)  # z: for the double-backward path only
+        ctx.eps = eps
         return rates
 
     @staticmethod
     def backward(ctx, grad_out):
-        (grad,) = ctx.saved_tensors
+        grad, z = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
             return None, None
+        if creating_graph():  # create_graph=True: a gradient that is itself differentiable
+            acc, eps = acc_dtype(z.dtype), ctx.eps
+            (dz,) = differentiable_grads(lambda x: coding_rates_differentiable(x.to(acc), eps), (z,), grad_out, (True,))
+            return dz, None
         return grad_out.to(grad.dtype)[:, None, None] * grad, None
+
+
+def coding_rates_differentiable(z: torch.Tensor, eps: float) -> torch.Tensor:
+    """Per-view rates of (V, N, D) ``z`` with differentiable torch ops (the double-backward path).
+
+    −½·logdet(I + a·G), a = D/(N·eps), G the smaller of ZZᵀ (N×N) and ZᵀZ (D×D) — Sylvester's
+    identity, as the fused path; ``torch.logdet`` is twice differentiable.
+    """
+    _, n, d = z.shape
+    gram = z @ z.mT if n <= d else z.mT @ z
+    eye = torch.eye(gram.shape[-1], dtype=z.dtype, device=z.device)
+    return -0.5 * torch.logdet(eye + (d / (n * eps)) * gram)
 
 
 def total_coding_rate(z: torch.Tensor, *, eps: float = 0.2, backend: str = "auto") -> torch.Tensor:

@@ -18,7 +18,7 @@ from torch import nn
 from .._checks import check_nonnegative, check_positive, stack_views
 from .._numerics import COS_EPS, acc_dtype, coding_rates
 from ..backend import check_backend, resolve_backend
-from ._common import scaled
+from ._common import creating_graph, differentiable_grads, scaled
 from .coding_rate import total_coding_rate_reference
 
 __all__ = ["EMPSSLLoss", "emp_ssl_loss", "emp_ssl_loss_reference"]
@@ -67,12 +67,19 @@ class EMPSSLFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z, tcr_eps, inv_coef, backend):
         loss, grad = _emp_ssl_fwd(backend)(z, tcr_eps, inv_coef, ctx.needs_input_grad[0])
-        ctx.save_for_backward(grad)
+        ctx.save_for_backward(grad, z)  # z: for the double-backward path only
+        ctx.params = (tcr_eps, inv_coef)
         return loss
 
     @staticmethod
     def backward(ctx, grad_out):
-        (grad,) = ctx.saved_tensors
+        grad, z = ctx.saved_tensors
+        if creating_graph() and ctx.needs_input_grad[0]:  # create_graph=True: a differentiable gradient
+            acc, (tcr_eps, inv_coef) = acc_dtype(z.dtype), ctx.params
+            (dz,) = differentiable_grads(
+                lambda x: emp_ssl_loss_reference(list(x.to(acc)), tcr_eps, inv_coef), (z,), grad_out, (True,)
+            )
+            return dz, None, None, None
         return scaled(grad_out, grad, ctx.needs_input_grad[0]), None, None, None
 
 

@@ -21,11 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_pair, check_positive, check_tensor, stack_views
+from .._checks import check_int, check_pair, check_temperature, check_tensor, stack_views
 from .._numerics import NORM_EPS, acc_dtype, normalize_backward
 from ..backend import check_backend, resolve_backend
-from ..distributed import gather, rank, world_size
-from ._common import scaled
+from ..distributed import check_gather_distributed, gather, rank, world_size
+from ._common import creating_graph, differentiable_grads, scaled
 
 __all__ = [
     "INFONCE_TILED_MIN_ENTRIES",
@@ -143,12 +143,22 @@ class MultiCropInfoNCEFunction(torch.autograd.Function):
         loss, grad = _multicrop_infonce_fwd(backend)(
             z, row_scale, temperature, q_start, q_count, ctx.needs_input_grad[0]
         )
-        ctx.save_for_backward(grad)
+        ctx.save_for_backward(grad, z, row_scale)  # z, row_scale: for the double-backward path only
+        ctx.params = (temperature, q_start, q_count)
         return loss
 
     @staticmethod
     def backward(ctx, grad_out):
-        (grad,) = ctx.saved_tensors
+        grad, z, row_scale = ctx.saved_tensors
+        if creating_graph() and ctx.needs_input_grad[0]:  # create_graph=True: a differentiable gradient
+            acc, (t, q0, nq) = acc_dtype(z.dtype), ctx.params
+
+            def loss_fn(x):
+                rows = multicrop_infonce_loss_reference(x.to(acc), t, reduction="none")
+                return (rows[:, q0:q0 + nq] * row_scale.to(acc)).sum()
+
+            (dz,) = differentiable_grads(loss_fn, (z,), grad_out, (True,))
+            return dz, None, None, None, None, None
         return scaled(grad_out, grad, ctx.needs_input_grad[0]), None, None, None, None, None
 
 
@@ -159,15 +169,38 @@ class NTXentBankFunction(torch.autograd.Function):
     def forward(ctx, out0, out1, bank, temperature, backend):
         compute_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         loss, grad = _nt_xent_bank_fwd(backend)(out0, out1, bank, temperature, compute_grad)
-        ctx.save_for_backward(grad)
+        # For the double-backward path only: the inputs, and the bank as a plain reference with its
+        # version (NTXentLoss enqueues into it in place right after this forward; saving it with
+        # save_for_backward would make every ordinary backward fail the in-place check).
+        ctx.save_for_backward(grad, out0, out1)
+        # (no version under torch.compile: tracing it makes an unbacked symbol, and compiled graphs
+        # have no double backward anyway)
+        ctx.bank, ctx.bank_version = bank, None if torch.compiler.is_compiling() else bank._version
+        ctx.temperature = temperature
         return loss
 
     @staticmethod
     def backward(ctx, grad_out):
-        (grad,) = ctx.saved_tensors
+        grad, out0, out1 = ctx.saved_tensors
         need = ctx.needs_input_grad
         if not (need[0] or need[1]):
             return None, None, None, None, None
+        if creating_graph():  # create_graph=True: a gradient that is itself differentiable
+            bank, acc, t = ctx.bank, acc_dtype(out0.dtype), ctx.temperature
+            if ctx.bank_version is not None and bank._version != ctx.bank_version:
+                raise RuntimeError(
+                    "higher-order gradients (create_graph=True) of the memory-bank NT-Xent need the bank this "
+                    "loss used, but it was updated in place since (NTXentLoss enqueues after every forward "
+                    "with grad). Call sslfast.functional.nt_xent_loss(out0, out1, memory_bank=bank.clone()) "
+                    "and update the bank after the backward"
+                )
+            d0, d1 = differentiable_grads(
+                lambda a, b: nt_xent_loss_reference(a.to(acc), b.to(acc), t, negatives=bank.to(acc)),
+                (out0, out1),
+                grad_out,
+                need[:2],
+            )
+            return d0, d1, None, None, None
         return scaled(grad_out, grad[0], need[0]), scaled(grad_out, grad[1], need[1]), None, None, None
 
 
@@ -193,6 +226,33 @@ def _row_weights(weights, v: int, b: int, device: torch.device) -> torch.Tensor:
     return weights.detach().expand(v, b)
 
 
+def _weight_scale(w: torch.Tensor, w_all: torch.Tensor, vb: int) -> torch.Tensor:
+    """Per-row scales ``w_i / (mean(w_all) · V·B)`` (loss = Σ w_i ℓ_i / Σ w_i), after checking the weights.
+
+    Weights must be finite, non-negative and not all zero (the weighted mean is undefined then).
+    Eagerly this costs one host sync (only when weights are given) and raises a ValueError; under
+    torch.compile there is no sync: an invalid weight vector makes the loss NaN instead, which a
+    training loop's finite check catches — never a finite wrong value. ``w_all`` is the gathered
+    (global) weights, so every rank reaches the same verdict.
+    """
+    total = w_all.mean()
+    ok = torch.stack([torch.isfinite(w_all).all(), (w_all >= 0).all(), total > 0])
+    if not torch.compiler.is_compiling():
+        finite, nonneg, positive = ok.tolist()
+        if not finite:
+            bad = int((~torch.isfinite(w_all)).sum())
+            raise ValueError(f"weights must be finite, got {bad} NaN/inf value(s) of {w_all.numel()}")
+        if not nonneg:
+            raise ValueError(f"weights must be non-negative (quality weights), got a negative minimum of "
+                             f"{float(w_all.min()):g}")
+        if not positive:
+            raise ValueError(f"weights are all zero{' over the global batch' if w_all is not w else ''}: the "
+                             "weighted mean Σ w_i ℓ_i / Σ w_i is undefined; give at least one row a positive weight")
+    else:
+        total = torch.where(ok.all(), total, torch.full_like(total, float("nan")))
+    return w / (total * vb)
+
+
 def multicrop_infonce_loss(
     z, weights: torch.Tensor | None = None, *, temperature: float = 0.1, gather_distributed: bool = False,
     backend: str = "auto",
@@ -207,7 +267,8 @@ def multicrop_infonce_loss(
 
     ``weights`` (B,) or (V, B), detached: GenView's quality weights (Li et al. 2024,
     arXiv:2403.12003) multiply ℓ_i after normalising them to mean 1 (over the global batch
-    when distributed): loss = Σ w_i ℓ_i / Σ w_i.
+    when distributed): loss = Σ w_i ℓ_i / Σ w_i. They must be finite, non-negative and not all zero
+    (a ValueError eagerly, after one host sync; under torch.compile an invalid vector gives a NaN loss).
 
     ``gather_distributed``: every rank's rows are keys (negatives; positives by global index),
     and each rank's queries are its own rows, as solo-learn and lightly do. The returned value is
@@ -216,7 +277,8 @@ def multicrop_infonce_loss(
     gradient, so DDP's averaging yields exactly the single-process parameter gradient.
     """
     views = stack_views(z, "z", min_views=2)
-    temperature = check_positive(temperature, "temperature")
+    temperature = check_temperature(temperature)
+    check_gather_distributed(gather_distributed, check_available=False)
     v, b, _ = views.shape
     acc = acc_dtype(views.dtype)
     w = None if weights is None else _row_weights(weights, v, b, views.device).to(acc)
@@ -227,7 +289,7 @@ def multicrop_infonce_loss(
         scale = torch.full((v, b), 1.0 / (v * b), device=views.device, dtype=acc)
     else:
         w_all = gather(w, 1) if distributed else w
-        scale = w / (w_all.mean() * (v * b))
+        scale = _weight_scale(w, w_all, v * b)
     backend = _infonce_backend(backend, views.device, v * b * keys.shape[0] * keys.shape[1])
     if backend == "reference":
         if not distributed:
@@ -253,7 +315,8 @@ def nt_xent_loss(
     (normalised keys of earlier steps) is a constant. Updating it is ``NTXentLoss``'s job.
     """
     check_pair(out0, out1, ("out0", "out1"), min_rows=1)
-    temperature = check_positive(temperature, "temperature")
+    temperature = check_temperature(temperature)
+    check_gather_distributed(gather_distributed, check_available=False)
     b, d = out0.shape
     if memory_bank is not None:
         check_tensor(memory_bank, "memory_bank")
@@ -330,12 +393,12 @@ class NTXentLoss(nn.Module):
         bank_seed: int = 0,
     ):
         super().__init__()
-        self.temperature = check_positive(temperature, "temperature")
+        self.temperature = check_temperature(temperature)
         self.memory_bank_size = _bank_size(memory_bank_size)
-        self.gather_distributed = gather_distributed
+        self.gather_distributed = check_gather_distributed(gather_distributed)
         self.backend = check_backend(backend)
         if self.memory_bank_size is not None:
-            gen = torch.Generator().manual_seed(int(bank_seed))
+            gen = torch.Generator().manual_seed(check_int(bank_seed, "bank_seed", min=0))
             bank = F.normalize(torch.randn(self.memory_bank_size, generator=gen), dim=1)
             self.register_buffer("bank", bank)
             self.register_buffer("bank_ptr", torch.zeros(1, dtype=torch.long))
@@ -350,6 +413,12 @@ class NTXentLoss(nn.Module):
                 temperature=self.temperature,
                 gather_distributed=self.gather_distributed,
                 backend=self.backend,
+            )
+        k, dim = self.bank.shape
+        if isinstance(out0, torch.Tensor) and out0.dim() == 2 and out0.shape[1] != dim:
+            raise ValueError(
+                f"NTXentLoss was built with memory_bank_size=({k}, {dim}), got out0 with D={out0.shape[1]}: "
+                f"the bank stores D-dimensional keys, use memory_bank_size=({k}, {out0.shape[1]})"
             )
         loss = nt_xent_loss(out0, out1, temperature=self.temperature, memory_bank=self.bank, backend=self.backend)
         if out0.requires_grad:
@@ -379,8 +448,8 @@ class MultiCropInfoNCELoss(nn.Module):
 
     def __init__(self, temperature: float = 0.1, gather_distributed: bool = False, backend: str = "auto"):
         super().__init__()
-        self.temperature = check_positive(temperature, "temperature")
-        self.gather_distributed = gather_distributed
+        self.temperature = check_temperature(temperature)
+        self.gather_distributed = check_gather_distributed(gather_distributed)
         self.backend = check_backend(backend)
 
     def forward(self, z, weights: torch.Tensor | None = None) -> torch.Tensor:

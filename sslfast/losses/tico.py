@@ -14,11 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_nonnegative, check_pair
+from .._checks import check_int, check_nonnegative, check_pair, check_prob
 from .._numerics import NORM_EPS, acc_dtype, normalize_backward
 from ..backend import check_backend, resolve_backend
-from ..distributed import gather_pair
-from ._common import scaled
+from ..distributed import check_gather_distributed, gather_pair
+from ._common import creating_graph, differentiable_grads, scaled
 
 __all__ = ["TiCoLoss", "tico_loss", "tico_loss_reference"]
 
@@ -59,21 +59,28 @@ class TiCoFunction(torch.autograd.Function):
     def forward(ctx, z_a, z_b, cov, beta, rho, backend):
         compute_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         loss, ga, gb, new_cov = _tico_fwd(backend)(z_a, z_b, cov, beta, rho, compute_grad)
-        ctx.save_for_backward(ga, gb)
+        # For the double-backward path only: the inputs and C' (the loss's covariance, a constant for
+        # the gradient). Not ``cov``: TiCoLoss overwrites its buffer in place right after this forward.
+        ctx.save_for_backward(ga, gb, z_a, z_b, new_cov)
+        ctx.rho = rho
         ctx.mark_non_differentiable(new_cov)
         return loss, new_cov
 
     @staticmethod
     def backward(ctx, grad_out, _grad_cov):
-        ga, gb = ctx.saved_tensors
+        ga, gb, z_a, z_b, new_cov = ctx.saved_tensors
         need = ctx.needs_input_grad
+        if creating_graph():  # create_graph=True: a gradient that is itself differentiable
+            acc, rho = torch.promote_types(acc_dtype(z_a.dtype), new_cov.dtype), ctx.rho
+            # beta = 1 makes the reference's C' exactly the saved one (its batch term is detached anyway)
+            da, db = differentiable_grads(
+                lambda a, b: tico_loss_reference(a.to(acc), b.to(acc), new_cov.to(acc), 1.0, rho)[0],
+                (z_a, z_b),
+                grad_out,
+                need[:2],
+            )
+            return da, db, None, None, None, None
         return scaled(grad_out, ga, need[0]), scaled(grad_out, gb, need[1]), None, None, None, None
-
-
-def _check_beta(beta) -> float:
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 <= beta <= 1:
-        raise ValueError(f"beta must be in [0, 1], got {beta!r}")
-    return float(beta)
 
 
 def tico_loss(
@@ -95,8 +102,9 @@ def tico_loss(
         raise ValueError(f"cov must be on z_a's device {z_a.device}, got {cov.device}")
     if not cov.is_floating_point():
         raise TypeError(f"cov must be a floating-point tensor, got {cov.dtype}")
-    beta = _check_beta(beta)
+    beta = check_prob(beta, "beta")
     check_nonnegative(rho, "rho")
+    check_gather_distributed(gather_distributed, check_available=False)
     z_a, z_b = gather_pair(z_a, z_b, gather_distributed)
     backend = resolve_backend(backend, z_a.device)
     if backend == "reference":
@@ -121,11 +129,11 @@ class TiCoLoss(nn.Module):
         dim: int | None = None,
     ):
         super().__init__()
-        self.beta = _check_beta(beta)
+        self.beta = check_prob(beta, "beta")
         self.rho = check_nonnegative(rho, "rho")
-        self.gather_distributed = gather_distributed
+        self.gather_distributed = check_gather_distributed(gather_distributed)
         self.backend = check_backend(backend)
-        size = 0 if dim is None else int(dim)
+        size = 0 if check_int(dim, "dim", allow_none=True) is None else dim
         self.register_buffer("C", torch.zeros(size, size))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
@@ -136,6 +144,11 @@ class TiCoLoss(nn.Module):
 
     def forward(self, z_a: torch.Tensor, z_b: torch.Tensor, update_covariance_matrix: bool = True) -> torch.Tensor:
         d = z_a.shape[-1] if isinstance(z_a, torch.Tensor) else None
+        if self.C.numel() and d is not None and z_a.dim() == 2 and d != self.C.shape[0]:
+            raise ValueError(
+                f"TiCoLoss holds a {self.C.shape[0]}x{self.C.shape[0]} covariance C (dim={self.C.shape[0]}, or the "
+                f"first batch it saw), got z_a with D={d}; use one TiCoLoss per embedding width"
+            )
         if self.C.numel() == 0 and d is not None:
             dtype = torch.float64 if z_a.dtype == torch.float64 else torch.float32
             self.C = torch.zeros(d, d, device=z_a.device, dtype=dtype)

@@ -297,15 +297,15 @@ def main(argv: list[str] | None = None) -> int:
         for p, why in col.skipped:
             print(f"sslfast report: skipped {p}: {why}", file=sys.stderr)
         path = write_report(col, args.out, None if args.no_readme else readme, plots=not args.no_plots)
-    except InvalidResults as e:
+    except InvalidResults as e:  # user errors (sslfast.cli's contract): one message, status 2, no traceback
         for err in e.errors:
             print(f"sslfast report: rejected {err.path}:", file=sys.stderr)
             for problem in err.problems:
                 print(f"  - {problem}", file=sys.stderr)
-        print(f"sslfast report: {len(e.errors)} malformed results file(s); nothing written", file=sys.stderr)
-        return 1
+        print(f"sslfast report: error: {len(e.errors)} malformed results file(s); nothing written", file=sys.stderr)
+        return 2
     except ReportError as e:
-        print(f"sslfast report: {e}", file=sys.stderr)
-        return 1
+        print(f"sslfast report: error: {e}", file=sys.stderr)
+        return 2
     print(f"report: {path}" + (f"\nREADME results section: {readme}" if readme and not args.no_readme else ""))
     return 0

@@ -100,7 +100,7 @@ class TrainConfig:
     tensorboard: bool = opt(True, "TensorBoard logs under OUT/tb")
     progress: bool | str = opt("auto", "progress bar: auto (on a terminal), true or false")
     device: str | None = opt(None, "device (default: cuda when available)")
-    dist_timeout_s: int = opt(600, "seconds a rank waits in a collective before failing")
+    dist_timeout_s: int = opt(120, "seconds a rank waits in a collective before failing")
     extra: dict = opt({}, "free-form, recorded only", cli=False)
 
     def validate(self) -> TrainConfig:

@@ -35,7 +35,16 @@ from sslfast.data_pipelines import (
         (dict(blur_kernel=4), r"blur_kernel must be None or an odd"),
         (dict(size=0), r"size must be a positive int, got 0"),
         (dict(std=(0.2, 0.0, 0.2)), r"std must be positive"),
-        (dict(mean=(0.5, 0.5)), r"mean must have 3 values"),
+        (dict(mean=(0.5, 0.5)), r"mean must be 3 finite numbers"),
+        # non-finite numbers: a NaN mean or jitter factor turns every view into NaN or garbage
+        (dict(jitter=(float("nan"), 0.4, 0.4, 0.1)), r"jitter must be 4 finite numbers.*NaN and infinities"),
+        (dict(jitter=(0.4, 0.4, float("inf"), 0.1)), r"jitter must be 4 finite numbers"),
+        (dict(mean=(0.5, float("nan"), 0.5)), r"mean must be 3 finite numbers"),
+        (dict(std=(0.2, 0.2, float("inf"))), r"std must be 3 finite positive numbers"),
+        (dict(blur_sigma=(0.1, float("inf"))), r"blur_sigma must be a pair \(low, high\) of finite numbers"),
+        (dict(crop_ratio=(0.5, float("inf"))), r"crop_ratio must be a pair"),
+        (dict(crop_scale=(float("nan"), 1.0)), r"crop_scale must be a pair"),
+        (dict(solarize_threshold=float("nan")), r"solarize_threshold must be a number in \[0, 1\], got nan"),
     ],
 )
 def test_invalid_specs_raise_clear_errors(kwargs, match):
@@ -46,6 +55,20 @@ def test_invalid_specs_raise_clear_errors(kwargs, match):
 def test_spec_type_errors():
     with pytest.raises(TypeError, match="crop_scale must be a pair"):
         ViewSpec(crop_scale=0.5)
+    with pytest.raises(TypeError, match="mean must be 3 finite numbers"):
+        ViewSpec(mean="abc")  # iterable, three items, not numbers
+    with pytest.raises(TypeError, match="std must be 3 finite positive numbers"):
+        ViewSpec(std=0.5)
+    with pytest.raises(TypeError, match="jitter must be 4 finite numbers"):
+        ViewSpec(jitter=(0.4, "0.4", 0.4, 0.1))
+    with pytest.raises(ValueError, match="solarize_threshold must be a number"):
+        ViewSpec(solarize_threshold="0.5")
+
+
+def test_numpy_scalars_are_numbers():
+    np = pytest.importorskip("numpy")
+    spec = ViewSpec(mean=np.array(CIFAR10_MEAN, dtype=np.float32), flip_p=np.float32(0.5), jitter=np.full(4, 0.1))
+    assert spec.mean == tuple(float(np.float32(m)) for m in CIFAR10_MEAN) and spec.flip_p == 0.5
 
 
 def test_specs_hash_and_compare_by_value():

@@ -26,8 +26,12 @@ def test_pair_losses_reject_bad_input(name, fn):
         fn(Z, torch.randn(8, 15))
     with pytest.raises(ValueError, match=r"z_a needs N >= 2 rows.*\(1, 16\)"):
         fn(Z[:1], Z[:1])
-    with pytest.raises(ValueError, match=r"z_a must have shape \(N, D\), got a 3-d tensor of shape \(2, 8, 16\)"):
-        fn(Z[None].expand(2, 8, 16), Z[None].expand(2, 8, 16))
+    if name.startswith("vicreg"):  # (N, ..., D) is lightly's VICReg contract (VICRegL local features)
+        with pytest.raises(ValueError, match=r"z_a must have shape \(N, \.\.\., D\), got a 1-d tensor of shape \(8,\)"):
+            fn(Z[:, 0], Z[:, 0])
+    else:
+        with pytest.raises(ValueError, match=r"z_a must have shape \(N, D\), got a 3-d tensor of shape \(2, 8, 16\)"):
+            fn(Z[None].expand(2, 8, 16), Z[None].expand(2, 8, 16))
     with pytest.raises(TypeError, match=r"z_a must be a floating-point tensor.*torch.int64"):
         fn(torch.ones(8, 16, dtype=torch.long), Z)
     with pytest.raises(TypeError, match=r"z_b must be a floating-point tensor.*torch.int32"):
@@ -45,7 +49,7 @@ def test_hyperparameters_are_checked():
         sslfast.VICRegLoss(lambda_param=-1)
     with pytest.raises(ValueError, match="eps must be a positive number, got 0"):
         F.vicreg_loss(Z, Z, eps=0)
-    with pytest.raises(ValueError, match=r"beta must be in \[0, 1\], got 1.5"):
+    with pytest.raises(ValueError, match=r"beta must be a number in \[0, 1\], got 1.5"):
         sslfast.TiCoLoss(beta=1.5)
     with pytest.raises(ValueError, match=r"cov must be a \(16, 16\) tensor matching z_a's D=16, got \(15, 15\)"):
         F.tico_loss(Z, Z, torch.zeros(15, 15))
@@ -74,3 +78,12 @@ def test_triton_backend_needs_cuda_or_interpreter(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(ValueError, match=r"backend='triton' needs CUDA tensors \(got device cpu\).*TRITON_INTERPRET=1"):
         F.vicreg_loss(Z, Z, backend="triton")
+
+
+def test_module_state_width_mismatch_names_the_argument():
+    tico = sslfast.TiCoLoss(dim=16)
+    with pytest.raises(ValueError, match=r"TiCoLoss holds a 16x16 covariance C .* got z_a with D=8"):
+        tico(torch.randn(4, 8), torch.randn(4, 8))
+    moco = sslfast.NTXentLoss(memory_bank_size=(32, 2))
+    with pytest.raises(ValueError, match=r"memory_bank_size=\(32, 2\), got out0 with D=16.*\(32, 16\)"):
+        moco(torch.randn(4, 16), torch.randn(4, 16))

@@ -275,7 +275,7 @@ def test_rejects_malformed_file_naming_file_and_problem(tmp_path, capsys, fixtur
     bad.write_text(json.dumps(_mutate(json.loads((FIXTURES / fixture).read_text()), how)))
     readme = tmp_path / "README.md"
     readme.write_text(README)
-    assert main(["--results", str(results), "--out", str(tmp_path / "out"), "--readme", str(readme)]) == 1
+    assert main(["--results", str(results), "--out", str(tmp_path / "out"), "--readme", str(readme)]) == 2
     err = capsys.readouterr().err
     assert f"rejected {bad}" in err and message in err, err
     assert "nothing written" in err
@@ -294,7 +294,7 @@ def test_rejects_bad_json_and_non_object(tmp_path):
 def test_readme_without_markers_is_refused_before_writing(tmp_path, capsys):
     readme = tmp_path / "README.md"
     readme.write_text("# no markers\n")
-    assert main(["--results", str(FIXTURES), "--out", str(tmp_path / "out"), "--readme", str(readme)]) == 1
+    assert main(["--results", str(FIXTURES), "--out", str(tmp_path / "out"), "--readme", str(readme)]) == 2
     assert "needs exactly one '<!-- results:start -->'" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
