@@ -107,7 +107,7 @@ def write_results(
 
     ``path``: rewrite that file (a long benchmark saving its progress) instead of a new one.
     """
-    env = collect(device)
+    env = {**collect(device), **machine_load()}
     doc = json.loads(json.dumps({"benchmark": name, "env": env, **payload}, default=str))
     if path is None:
         out = Path(out_dir) if out_dir else default_results_dir()
@@ -119,3 +119,79 @@ def write_results(
     tmp.write_text(json.dumps(doc, indent=2, sort_keys=False))
     tmp.replace(path)
     return path
+
+
+# --- terminal tables ---------------------------------------------------------------------------
+
+TERMINAL_WIDTH = 80
+
+
+def _wrap_cell(text: str, width: int) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width, break_long_words=True, break_on_hyphens=False) or [""]
+
+
+def text_table(
+    header: list[str],
+    rows: list[list[str]],
+    right: set[int] = frozenset(),
+    width: int = TERMINAL_WIDTH,
+    indent: int = 0,
+) -> str:
+    """A plain-text table at most ``width`` columns wide, whatever the terminal or pipe.
+
+    Columns are separated by one space; ``right`` holds the indices of right-aligned (numeric)
+    columns. When the natural width is too wide, the widest left-aligned column is narrowed and
+    its cells wrap onto continuation lines, so nothing is cut off (full values stay in the JSON).
+    """
+    cols = len(header)
+    cells = [[str(c) for c in r] for r in [header, *rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(cols)]
+    budget = width - indent - (cols - 1)
+    wrappable = [i for i in range(cols) if i not in right]
+    while sum(widths) > budget and wrappable:
+        i = max(wrappable, key=lambda j: widths[j])
+        floor = max(len(w) for w in header[i].split()) if header[i] else 1
+        if widths[i] <= max(floor, 6):
+            wrappable.remove(i)
+            continue
+        widths[i] -= 1
+    lines = []
+    for r in cells:
+        parts = [_wrap_cell(c, widths[i]) if i not in right else [c] for i, c in enumerate(r)]
+        for k in range(max(len(p) for p in parts)):
+            out = []
+            for i, p in enumerate(parts):
+                text = p[k] if k < len(p) else ""
+                out.append(text.rjust(widths[i]) if i in right else text.ljust(widths[i]))
+            lines.append((" " * indent + " ".join(out)).rstrip())
+        if r is cells[0]:
+            lines.append(" " * indent + " ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def wrap_text(text: str, width: int = TERMINAL_WIDTH, indent: int = 0) -> str:
+    """``text`` wrapped to ``width`` columns, continuation lines indented by ``indent + 2``."""
+    import textwrap
+
+    return textwrap.fill(
+        text, width, initial_indent=" " * indent, subsequent_indent=" " * (indent + 2), break_long_words=True
+    )
+
+
+def machine_load(when: str = "when the results were written") -> dict:
+    """Torch threads and the load average, with a warning when other work competes for the CPUs."""
+    cores = os.cpu_count() or 1
+    info: dict = {"torch_threads": torch.get_num_threads(), "cpu_count": cores}
+    if hasattr(os, "getloadavg"):
+        load = os.getloadavg()
+        info["load_average_1_5_15"] = [round(x, 2) for x in load]
+        # The benchmark itself keeps up to `cores` busy; more than that means others compete.
+        if load[0] > cores + 0.5:
+            info["load_warning"] = (
+                f"machine loaded: 1-minute load average {load[0]:.1f} on {cores} cores (this run included) "
+                f"{when}; other processes shared the CPUs, so absolute times are "
+                "inflated: compare ratios measured side by side in this run only"
+            )
+    return info

@@ -1,30 +1,40 @@
-"""`sslfast bench losses`: fused vs reference loss speed and memory.
+"""`sslfast bench losses`: fused vs reference loss speed, memory and cost.
 
-For every case (loss × size) and implementation — reference eager, reference under
-torch.compile, the torch backend, the triton backend — it times the forward (inputs without
-grad) and forward+backward (``torch.autograd.grad`` of the loss), records the median with
-p20/p80 and peak memory, prints a table and writes a JSON under bench/results/. Ratios are
-taken within one run. On CPU the triton backend would run on the interpreter, which measures
-nothing useful, so it is skipped, and compiling the reference is opt-in (``--compile``).
+For every case (loss × size) and implementation — the reference (eager), lightly 1.6 (when
+installed: the loss a user would otherwise run), the reference under torch.compile, the torch
+backend, the triton backend — it times the forward (inputs without grad) and forward+backward
+(``torch.autograd.grad`` of the loss), records the median with p20/p80 and peak memory, and the
+cost model of ``costs.py``: FLOPs and bytes moved for the row and for the reference, their
+ratios, and on CUDA the achieved TFLOP/s, TB/s and fraction of the device's peak. It prints an
+80-column table and writes the full JSON under bench/results/. Ratios are taken within one run.
+On CPU the triton backend would run on the interpreter, which measures nothing useful, so it is
+skipped, and compiling the reference is opt-in (``--compile``).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import sys
 
 import torch
 
+from .._checks import arg_type, check_int, check_number
 from ..report.schema import loss_size
 from .cases import Case, all_cases
-from .common import peak_memory_mb, time_fn, write_results
+from .common import machine_load, peak_memory_mb, text_table, time_fn, wrap_text, write_results
+from .costs import counted_cost, device_peak, fused_cost, throughput
+from .lightly_ref import lightly_fn, lightly_version
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+REFERENCES = ("reference", "reference_compiled", "lightly")
+SHORT_IMPL = {"reference": "reference", "reference_compiled": "ref+compile", "lightly": "lightly 1.6"}
 
 
-def _implementations(case: Case, device: torch.device, compile_reference: bool) -> dict:
+def _implementations(case: Case, device: torch.device, compile_reference: bool, lightly: bool) -> dict:
     impls = {"reference": case.fns["reference"]}
+    fn = lightly_fn(case.loss, case.params, device) if lightly else None
+    if fn is not None:
+        impls["lightly"] = fn
     if compile_reference:
         impls["reference_compiled"] = torch.compile(case.fns["reference"])
     impls["torch"] = case.fns["torch"]
@@ -36,7 +46,28 @@ def _implementations(case: Case, device: torch.device, compile_reference: bool) 
 def _runner(fn, inputs, backward: bool):
     if not backward:
         return lambda: fn(*inputs)
-    return lambda: torch.autograd.grad(fn(*inputs), inputs)
+    # allow_unused: lightly's MoCo keeps its own bank, so the case's bank input is unused there
+    return lambda: torch.autograd.grad(fn(*inputs), inputs, allow_unused=True)
+
+
+def _cost(case: Case, impl: str, run, dtype: torch.dtype, backward: bool, ref_cost: dict | None) -> dict | None:
+    """The row's FLOPs and bytes (costs.py): analytic for the fused kernels, counted otherwise."""
+    if impl == "triton":
+        return fused_cost(case.loss, case.params, dtype, backward)
+    if impl == "reference_compiled":  # same products as the eager reference; its fused bytes are not counted
+        return None if ref_cost is None else {"flops": ref_cost["flops"], "cost_method": "reference's FLOPs"}
+    return counted_cost(run)
+
+
+def _ratios(row: dict, ref_cost: dict | None) -> None:
+    """Reference FLOPs/bytes on every row, and reference ÷ this row (> 1: this row does less)."""
+    if ref_cost is None:
+        return
+    row["reference_flops"], row["reference_bytes"] = ref_cost["flops"], ref_cost["bytes"]
+    if row.get("flops"):
+        row["flop_ratio_vs_reference"] = ref_cost["flops"] / row["flops"]
+    if row.get("bytes"):
+        row["bytes_ratio_vs_reference"] = ref_cost["bytes"] / row["bytes"]
 
 
 def run_case(
@@ -47,6 +78,8 @@ def run_case(
     compile_reference: bool,
     modes: tuple[str, ...],
     max_time_s: float,
+    lightly: bool = True,
+    peak: dict | None = None,
 ) -> list[dict]:
     gen = torch.Generator().manual_seed(0)
     base = case.make_inputs(device, dtype, gen)
@@ -54,58 +87,102 @@ def run_case(
     for mode in modes:
         backward = mode == "fwd+bwd"
         inputs = [x.detach().clone().requires_grad_(backward) for x in base]
-        ref_median = None
-        for impl, fn in _implementations(case, device, compile_reference).items():
+        mode_rows: list[dict] = []
+        ref_cost = None
+        for impl, fn in _implementations(case, device, compile_reference, lightly).items():
             row = {"loss": case.loss, **case.params, "impl": impl, "mode": mode, "dtype": str(dtype).split(".")[-1]}
             try:
                 run = _runner(fn, inputs, backward)
                 row.update(time_fn(run, device, max_time_s=max_time_s))
                 row["peak_memory_mb"] = peak_memory_mb(run, device)
+                cost = _cost(case, impl, run, dtype, backward, ref_cost)
+                if cost:
+                    row.update(cost)
+                if impl == "reference":
+                    ref_cost = cost
+                if impl == "torch" and device.type != "cuda":  # what the GPU kernels would do, on a CPU run
+                    fused = fused_cost(case.loss, case.params, dtype, backward)
+                    if fused:
+                        row["fused_flops"], row["fused_bytes"] = fused["flops"], fused["bytes"]
             except torch.OutOfMemoryError as e:  # the reference's D×D or N×N matrices can exceed memory
                 row.update({"error": f"out of memory: {str(e).splitlines()[0]}"})
             except Exception as e:  # keep going: one failing case must not hide the others
                 row.update({"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"})
-            if impl == "reference" and "median_ms" in row:
-                ref_median = row["median_ms"]
-            if ref_median and "median_ms" in row:
-                row["speedup_vs_reference"] = ref_median / row["median_ms"]
-            rows.append(row)
+            _ratios(row, ref_cost)
+            if device.type == "cuda":
+                row.update(throughput(row, peak))
+            mode_rows.append(row)
             gc.collect()
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-        for r in rows:  # ratios against the compiled reference, same run
-            comp = next(
-                (x for x in rows if x["impl"] == "reference_compiled" and x["mode"] == mode and "median_ms" in x), None
-            )
-            if comp and r["mode"] == mode and "median_ms" in r:
-                r["speedup_vs_reference_compiled"] = comp["median_ms"] / r["median_ms"]
+        by_impl = {r["impl"]: r for r in mode_rows if "median_ms" in r}
+        for r in mode_rows:  # every ratio is between rows of this mode, measured side by side
+            if "median_ms" not in r:
+                continue
+            for ref, key in (
+                ("reference", "speedup_vs_reference"),
+                ("reference_compiled", "speedup_vs_reference_compiled"),
+                ("lightly", "speedup_vs_lightly"),
+            ):
+                if ref in by_impl:
+                    r[key] = by_impl[ref]["median_ms"] / r["median_ms"]
+        rows += mode_rows
     return rows
 
 
-def print_table(rows: list[dict], title: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
+def _x(value) -> str:
+    return "" if value is None else f"{value:.2f}x" if value < 100 else f"{value:.0f}x"
 
-    table = Table(title=title)
-    for col in ("loss", "size", "mode", "impl", "median ms", "p20–p80 ms", "peak MiB", "× vs ref", "× vs ref compiled"):
-        table.add_column(col, justify="right" if "ms" in col or "×" in col or "MiB" in col else "left")
+
+def _si(value) -> str:
+    if value is None:
+        return ""
+    for scale, unit in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= scale:
+            return f"{value / scale:.3g}{unit}"
+    return f"{value:.3g}"
+
+
+def _cost_cell(r: dict, gpu: bool) -> str:
+    """GPU: the larger fraction of peak (compute or memory) and which; CPU: FLOP ratio vs reference."""
+    if gpu:
+        f, b = r.get("flops_peak_fraction"), r.get("bytes_peak_fraction")
+        if f is None and b is None:
+            return "n/a" if "tflops_per_s" in r else ""
+        return f"{max(f or 0, b or 0):.0%} {'mem' if (b or 0) >= (f or 0) else 'flop'}"
+    return _x(r.get("flop_ratio_vs_reference")) if r["impl"] not in REFERENCES else ""
+
+
+def format_table(rows: list[dict], title: str, gpu: bool) -> str:
+    """The console table: one block per case, at most 80 columns (the JSON has every field)."""
+    cases: dict[tuple, list[dict]] = {}
     for r in rows:
-        if "error" in r:
-            table.add_row(r["loss"], loss_size(r), r["mode"], r["impl"], "—", r["error"][:40], "", "", "")
-            continue
-        mem = r.get("peak_memory_mb")
-        table.add_row(
-            r["loss"],
-            loss_size(r),
-            r["mode"],
-            r["impl"],
-            f"{r['median_ms']:.3f}",
-            f"{r['p20_ms']:.3f}–{r['p80_ms']:.3f}",
-            "n/a" if mem is None else f"{mem:.1f}",
-            f"{r.get('speedup_vs_reference', float('nan')):.2f}",
-            f"{r['speedup_vs_reference_compiled']:.2f}" if "speedup_vs_reference_compiled" in r else "",
-        )
-    Console().print(table)
+        cases.setdefault((r["loss"], loss_size(r)), []).append(r)
+    last = "peak" if gpu else "FLOP/ref"
+    head = ["mode", "impl", "median ms", "x ref", "x lightly", "FLOP", "bytes", last]
+    out = [title]
+    for (loss, size), case_rows in cases.items():
+        body, errors = [], []
+        for r in case_rows:
+            impl = SHORT_IMPL.get(r["impl"], r["impl"])
+            if "error" in r:
+                body.append([r["mode"], impl, "failed", "", "", "", "", ""])
+                errors.append(wrap_text(f"{r['mode']} {impl}: {r['error']}", indent=2))
+                continue
+            body.append(
+                [
+                    r["mode"],
+                    impl,
+                    f"{r['median_ms']:.3f}",
+                    "" if r["impl"] == "reference" else _x(r.get("speedup_vs_reference")),
+                    "" if r["impl"] == "lightly" else _x(r.get("speedup_vs_lightly")),
+                    _si(r.get("flops")),
+                    _si(r.get("bytes")),
+                    _cost_cell(r, gpu),
+                ]
+            )
+        out += ["", f"{loss} {size}", text_table(head, body, right={2, 3, 4, 5, 6, 7}, indent=2), *errors]
+    return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,18 +202,45 @@ def main(argv: list[str] | None = None) -> int:
         help="also time the reference under torch.compile (default: on for CUDA, off for CPU)",
     )
     parser.add_argument(
-        "--max-time", type=float, default=None, help="CPU: seconds per timing at most (default 2 with --quick, else 10)"
+        "--lightly",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="time lightly 1.6's loss as a second reference where it has one (default: on when installed)",
+    )
+    parser.add_argument(
+        "--max-time",
+        type=arg_type(float, check_number, min=0, min_open=True),
+        default=None,
+        help="CPU: seconds per timing at most (> 0; default 2 with --quick, else 10)",
+    )
+    parser.add_argument(
+        "--max-rows",
+        type=arg_type(int, check_int, min=1),
+        default=None,
+        help="skip cases with more input rows (N, or V·B, or B+K) than this, e.g. to keep a CPU run short",
     )
     parser.add_argument("--out", default=None, help="results folder (default bench/results/)")
     args = parser.parse_args(argv)
 
     device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch has no CUDA device here")
     compile_reference = device.type == "cuda" if args.compile_reference is None else args.compile_reference
     modes = ("fwd", "fwd+bwd") if args.mode == "both" else (args.mode,)
     cases = [c for c in all_cases(args.quick) if not args.loss or c.loss in args.loss]
     if not cases:
-        print(f"no benchmark case matches --loss {args.loss}", file=sys.stderr)
-        return 2
+        parser.error(f"no benchmark case matches --loss {args.loss}")
+    notes = []
+    if args.max_rows is not None:
+        skipped = [c for c in cases if case_rows(c) > args.max_rows]
+        cases = [c for c in cases if case_rows(c) <= args.max_rows]
+        if skipped:
+            notes.append(
+                f"--max-rows {args.max_rows}: skipped " + ", ".join(f"{c.loss} {loss_size(c.params)}" for c in skipped)
+            )
+    lightly = args.lightly and lightly_version() is not None
+    peak = device_peak(torch.cuda.get_device_name(device), args.dtype) if device.type == "cuda" else None
+    start_load = machine_load("when the run started")
     rows = []
     for case in cases:
         rows += run_case(
@@ -146,20 +250,57 @@ def main(argv: list[str] | None = None) -> int:
             compile_reference=compile_reference,
             modes=modes,
             max_time_s=args.max_time or (2.0 if args.quick else 10.0),
+            lightly=lightly,
+            peak=peak,
         )
-    notes = []
     if device.type != "cuda":
         notes.append(
             "CPU run: the triton backend is skipped (interpreter timings are meaningless); "
-            "peak memory is not measured on CPU"
+            "peak memory is not measured on CPU; the torch rows carry the fused kernels' analytic "
+            "cost as fused_flops / fused_bytes"
+        )
+    elif peak is None:
+        notes.append(
+            f"no peak figures for {torch.cuda.get_device_name(device)}: TFLOP/s and TB/s are recorded "
+            "but no fraction of peak"
         )
     if not compile_reference:
         notes.append("reference under torch.compile not timed (pass --compile)")
-    path = write_results(
-        "losses", {"quick": args.quick, "dtype": args.dtype, "notes": notes, "results": rows}, args.out, device
+    if not lightly:
+        notes.append(
+            "lightly column skipped: "
+            + (
+                "--no-lightly"
+                if not args.lightly
+                else "lightly is not installed (pip install --no-deps lightly==1.6.0)"
+            )
+        )
+    notes.append(
+        "cost model (sslfast/benchmarks/costs.py): FLOPs of products and factorisations; bytes: eager "
+        "paths = aten op inputs + outputs (counted), fused kernels = analytic minimum"
     )
-    print_table(rows, f"sslfast bench losses ({device.type}, {args.dtype})")
+    if start_load.get("load_warning"):
+        notes.append(start_load["load_warning"])
+    payload = {
+        "quick": args.quick,
+        "dtype": args.dtype,
+        "notes": notes,
+        "lightly": lightly_version() if lightly else None,
+        "device_peak": peak,
+        "load_at_start": start_load,
+        "results": rows,
+    }
+    path = write_results("losses", payload, args.out, device)
+    print(format_table(rows, f"sslfast bench losses ({device.type}, {args.dtype})", device.type == "cuda"))
     for note in notes:
-        print(f"note: {note}")
+        print(wrap_text(f"note: {note}"))
     print(f"results: {path}")
     return 0
+
+
+def case_rows(case: Case) -> int:
+    """Rows of embeddings a case feeds the loss: N, V·B, or B + K for a bank."""
+    p = case.params
+    if "K" in p:
+        return p["B"] + p["K"]
+    return p.get("N") or p["V"] * p["B"]

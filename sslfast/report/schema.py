@@ -13,7 +13,14 @@ torch: str, triton: str|null, git_sha: str|null, timestamp: ISO 8601 str``.
 - ``losses`` (sslfast bench losses), top ``quick?: bool, dtype?: str, notes?: [str]``; row:
   ``loss: str, impl: str, mode: str, N?/D?/V?/B?: int`` (at least one), then either
   ``median_ms: num, p20_ms?: num, p80_ms?: num, peak_memory_mb?: num|null,
-  speedup_vs_reference?: num, speedup_vs_reference_compiled?: num`` or ``error: str``.
+  speedup_vs_reference?: num, speedup_vs_reference_compiled?: num, speedup_vs_lightly?: num``
+  or ``error: str``; the cost model (sslfast/benchmarks/costs.py): ``flops?: int, bytes?: int,
+  cost_method?: str, reference_flops?/reference_bytes?: int, flop_ratio_vs_reference?: num,
+  bytes_ratio_vs_reference?: num`` (reference ÷ row), ``fused_flops?/fused_bytes?: int`` (CPU
+  torch rows: the fused kernels' analytic cost), and on CUDA ``tflops_per_s?, tb_per_s?: num,
+  flops_peak_fraction?, bytes_peak_fraction?: num`` (absent for an unknown device). Top level
+  also ``lightly?: str|null`` (lightly's version when its column was timed), ``device_peak?:
+  {device, tb_per_s, tflops, flops_dtype, source}|null``.
 - ``augment`` (sslfast bench augment), top ``config?: {quick?, out_dtype?}, targets?: {note?,
   fused_views_per_s?}``; row: ``preset: str, n_views: int, view_size: int`` and at least one of
   ``baseline/dali/fused: {views_per_s: num, backend: str, n_images?: int,
@@ -60,7 +67,14 @@ ENV = {
     "timestamp": "str",
 }
 TOP = {
-    "losses": {"results": "list", "quick?": "bool", "dtype?": "str", "notes?": "list"},
+    "losses": {
+        "results": "list",
+        "quick?": "bool",
+        "dtype?": "str",
+        "notes?": "list",
+        "lightly?": "str|null",
+        "device_peak?": "dict|null",
+    },
     "augment": {"results": "list", "config?": "dict", "targets?": "dict"},
     "epoch": {"results": "list", "quick?": "bool", "notes?": "list"},
     "tta": {"results": "list", "quick?": "bool", "notes?": "list"},
@@ -82,6 +96,20 @@ LOSS_ROW = {
     "peak_memory_mb?": "num|null",
     "speedup_vs_reference?": "num",
     "speedup_vs_reference_compiled?": "num",
+    "speedup_vs_lightly?": "num",
+    "flops?": "int",
+    "bytes?": "int",
+    "cost_method?": "str",
+    "reference_flops?": "int",
+    "reference_bytes?": "int",
+    "flop_ratio_vs_reference?": "num",
+    "bytes_ratio_vs_reference?": "num",
+    "fused_flops?": "int",
+    "fused_bytes?": "int",
+    "tflops_per_s?": "num",
+    "tb_per_s?": "num",
+    "flops_peak_fraction?": "num",
+    "bytes_peak_fraction?": "num",
     "error?": "str",
 }
 AUGMENT_ROW = {
