@@ -44,12 +44,14 @@ def time_fn(
     rep: int = 20,
     min_time_s: float = 0.0,
     max_time_s: float = 10.0,
+    warm: bool = False,
 ) -> dict:
     """Median/p20/p80 of ``fn()`` in milliseconds.
 
     On CUDA this uses triton.testing.do_bench (which flushes L2 and uses CUDA events).
     On CPU it runs ``warmup`` calls (one only when a call is slow), then up to ``rep`` timed
-    calls, stopping after at least 3 once ``max_time_s`` is spent.
+    calls, stopping after at least 3 once ``max_time_s`` is spent. ``warm``: the caller already
+    made the first call (a slow CPU case then costs one call less).
     """
     if device.type == "cuda":
         from triton.testing import do_bench
@@ -57,8 +59,9 @@ def time_fn(
         samples = do_bench(fn, warmup=25, rep=100, return_mode="all")
         return quantiles(list(samples))
     t0 = time.perf_counter()
-    fn()  # first call: allocation, autotuning, compilation
-    first = time.perf_counter() - t0
+    if not warm:
+        fn()  # first call: allocation, autotuning, compilation
+    first = time.perf_counter() - t0 if not warm else 0.0
     for _ in range(warmup - 1 if first * warmup < max_time_s / 4 else 0):
         fn()
     samples: list[float] = []

@@ -18,7 +18,7 @@ import gc
 
 import torch
 
-from .._checks import arg_type, check_int, check_number
+from .._checks import arg_type, check_number
 from ..report.schema import loss_size
 from .cases import Case, all_cases
 from .common import machine_load, peak_memory_mb, text_table, time_fn, wrap_text, write_results
@@ -93,9 +93,11 @@ def run_case(
             row = {"loss": case.loss, **case.params, "impl": impl, "mode": mode, "dtype": str(dtype).split(".")[-1]}
             try:
                 run = _runner(fn, inputs, backward)
-                row.update(time_fn(run, device, max_time_s=max_time_s))
-                row["peak_memory_mb"] = peak_memory_mb(run, device)
+                # Counting an eager path calls it once: on CPU that call is also the warm-up call.
                 cost = _cost(case, impl, run, dtype, backward, ref_cost)
+                warm = device.type == "cpu" and cost is not None and cost["cost_method"] == "counted"
+                row.update(time_fn(run, device, max_time_s=max_time_s, warm=warm))
+                row["peak_memory_mb"] = peak_memory_mb(run, device)
                 if cost:
                     row.update(cost)
                 if impl == "reference":
@@ -214,10 +216,13 @@ def main(argv: list[str] | None = None) -> int:
         help="CPU: seconds per timing at most (> 0; default 2 with --quick, else 10)",
     )
     parser.add_argument(
-        "--max-rows",
-        type=arg_type(int, check_int, min=1),
-        default=None,
-        help="skip cases with more input rows (N, or V·B, or B+K) than this, e.g. to keep a CPU run short",
+        "--skip",
+        action="append",
+        type=_regex,
+        default=[],
+        metavar="REGEX",
+        help="skip cases whose 'loss size' label matches (repeatable), e.g. 'N=32768' or "
+        "'vicreg N=2048×D=8192'; recorded in the notes",
     )
     parser.add_argument("--out", default=None, help="results folder (default bench/results/)")
     args = parser.parse_args(argv)
@@ -231,13 +236,12 @@ def main(argv: list[str] | None = None) -> int:
     if not cases:
         parser.error(f"no benchmark case matches --loss {args.loss}")
     notes = []
-    if args.max_rows is not None:
-        skipped = [c for c in cases if case_rows(c) > args.max_rows]
-        cases = [c for c in cases if case_rows(c) <= args.max_rows]
-        if skipped:
-            notes.append(
-                f"--max-rows {args.max_rows}: skipped " + ", ".join(f"{c.loss} {loss_size(c.params)}" for c in skipped)
-            )
+    skipped = [c for c in cases if any(r.search(case_label(c)) for r in args.skip)]
+    cases = [c for c in cases if c not in skipped]
+    if skipped:
+        notes.append("--skip: not run: " + ", ".join(case_label(c) for c in skipped))
+    if not cases:
+        parser.error("--skip leaves no benchmark case to run")
     lightly = args.lightly and lightly_version() is not None
     peak = device_peak(torch.cuda.get_device_name(device), args.dtype) if device.type == "cuda" else None
     start_load = machine_load("when the run started")
@@ -298,9 +302,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def case_rows(case: Case) -> int:
-    """Rows of embeddings a case feeds the loss: N, V·B, or B + K for a bank."""
-    p = case.params
-    if "K" in p:
-        return p["B"] + p["K"]
-    return p.get("N") or p["V"] * p["B"]
+def case_label(case: Case) -> str:
+    """'loss size', the label --skip matches, e.g. ``vicreg N=256×D=2048``."""
+    return f"{case.loss} {loss_size(case.params)}"
+
+
+def _regex(text: str):
+    import re
+
+    try:
+        return re.compile(text)
+    except re.error as e:
+        raise argparse.ArgumentTypeError(f"not a regular expression: {text!r} ({e})") from None

@@ -172,8 +172,8 @@ def test_text_table_wraps_instead_of_cutting():
         (["--max-time", "-1"], "argument --max-time"),
         (["--max-time", "0"], "argument --max-time"),
         (["--max-time", "nan"], "argument --max-time"),
-        (["--max-rows", "0"], "argument --max-rows"),
-        (["--max-rows", "1.5"], "argument --max-rows"),
+        (["--skip", "("], "argument --skip: not a regular expression"),
+        (["--skip", "."], "--skip leaves no benchmark case"),
         (["--loss", "nope"], "no benchmark case matches"),
     ],
 )
