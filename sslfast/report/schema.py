@@ -89,6 +89,7 @@ LOSS_ROW = {
     "D?": "int",
     "V?": "int",
     "B?": "int",
+    "K?": "int",
     "median_ms?": "num",
     "p20_ms?": "num",
     "p80_ms?": "num",
@@ -399,8 +400,8 @@ def slug(text: str) -> str:
 
 
 def loss_size(row: dict) -> str:
-    """The size label of a ``losses`` row, e.g. ``N=256×D=2048`` or ``V=8×B=64×D=256``."""
-    return "×".join(f"{k}={row[k]}" for k in ("V", "B", "N", "D") if k in row)
+    """The size label of a ``losses`` row, e.g. ``N=256×D=2048``, ``V=8×B=64×D=256`` or ``B=256×K=4096×D=128``."""
+    return "×".join(f"{k}={row[k]}" for k in ("V", "B", "N", "K", "D") if k in row)
 
 
 def mean_std(xs: list[float]) -> tuple[float | None, float | None]:
