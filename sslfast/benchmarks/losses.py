@@ -245,18 +245,6 @@ def main(argv: list[str] | None = None) -> int:
     lightly = args.lightly and lightly_version() is not None
     peak = device_peak(torch.cuda.get_device_name(device), args.dtype) if device.type == "cuda" else None
     start_load = machine_load("when the run started")
-    rows = []
-    for case in cases:
-        rows += run_case(
-            case,
-            device,
-            DTYPES[args.dtype],
-            compile_reference=compile_reference,
-            modes=modes,
-            max_time_s=args.max_time or (2.0 if args.quick else 10.0),
-            lightly=lightly,
-            peak=peak,
-        )
     if device.type != "cuda":
         notes.append(
             "CPU run: the triton backend is skipped (interpreter timings are meaningless); "
@@ -271,31 +259,43 @@ def main(argv: list[str] | None = None) -> int:
     if not compile_reference:
         notes.append("reference under torch.compile not timed (pass --compile)")
     if not lightly:
-        notes.append(
-            "lightly column skipped: "
-            + (
-                "--no-lightly"
-                if not args.lightly
-                else "lightly is not installed (pip install --no-deps lightly==1.6.0)"
-            )
-        )
+        why = "--no-lightly" if not args.lightly else "lightly is not installed (pip install --no-deps lightly==1.6.0)"
+        notes.append(f"lightly column skipped: {why}")
     notes.append(
         "cost model (sslfast/benchmarks/costs.py): FLOPs of products and factorisations; bytes: eager "
         "paths = aten op inputs + outputs (counted), fused kernels = analytic minimum"
     )
     if start_load.get("load_warning"):
         notes.append(start_load["load_warning"])
-    payload = {
-        "quick": args.quick,
-        "dtype": args.dtype,
-        "notes": notes,
-        "lightly": lightly_version() if lightly else None,
-        "device_peak": peak,
-        "load_at_start": start_load,
-        "results": rows,
-    }
-    path = write_results("losses", payload, args.out, device)
-    print(format_table(rows, f"sslfast bench losses ({device.type}, {args.dtype})", device.type == "cuda"))
+    rows: list[dict] = []
+    path = None
+    print(f"sslfast bench losses ({device.type}, {args.dtype})", flush=True)
+    for k, case in enumerate(cases):
+        case_rows = run_case(
+            case,
+            device,
+            DTYPES[args.dtype],
+            compile_reference=compile_reference,
+            modes=modes,
+            max_time_s=args.max_time or (2.0 if args.quick else 10.0),
+            lightly=lightly,
+            peak=peak,
+        )
+        rows += case_rows
+        # Rewritten after every case, so a run cut off by a time limit keeps what it measured.
+        left = len(cases) - k - 1
+        progress = [f"incomplete: {left} of {len(cases)} cases not run (cut off)"] if left else []
+        payload = {
+            "quick": args.quick,
+            "dtype": args.dtype,
+            "notes": notes + progress,
+            "lightly": lightly_version() if lightly else None,
+            "device_peak": peak,
+            "load_at_start": start_load,
+            "results": rows,
+        }
+        path = write_results("losses", payload, args.out, device, path=path)
+        print(format_table(case_rows, "", device.type == "cuda").rstrip(), flush=True)
     for note in notes:
         print(wrap_text(f"note: {note}"))
     print(f"results: {path}")
