@@ -524,12 +524,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def load_data(args):
-    """(train, test, label): CIFAR-10 (--data-root, $SSLFAST_DATA, ../shared/data) or synthetic."""
+    """(train, test, label): CIFAR-10 (--data-root, $SSLFAST_DATA, ../shared/data; or a subset .npz
+    written by ``sslfast.benchmarks.cifar_subset`` as --data-root) or synthetic."""
     from sslfast.data_pipelines.datasets import DatasetError
     from sslfast.train.config import TrainConfig
     from sslfast.train.setup import first
     from sslfast.train.setup import load_data as setup_load_data
 
+    if args.data == "cifar10" and str(args.data_root or "").endswith(".npz"):  # the GPU runbook's subset
+        from .cifar_subset import SubsetError, load
+
+        try:
+            train, test = load(args.data_root)
+        except SubsetError as e:
+            raise SystemExit(f"sslfast bench tta: error: {e}") from None
+        label = f"CIFAR-10 subset {args.data_root} ({len(train)} train / {len(test)} test images)"
+        return first(train, args.subset), first(test, args.test_subset), label
     cfg = TrainConfig(data=args.data, data_root=args.data_root, synthetic_size=args.subset or 5000)
     try:
         train, test = setup_load_data(cfg, search=True)

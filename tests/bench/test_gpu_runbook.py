@@ -1,27 +1,85 @@
-"""bench/gpu_run.sh, the GPU-session runbook: valid bash, one stage per device call, no silent default."""
+"""bench/gpu_run.sh, the GPU runbook for a 15-minute lease: valid bash, a dry run that shows the
+plan, part budgets that sum to at most 12 minutes (each device call within its limit), no silent
+default, and flags that the benchmarks it calls accept."""
 
+import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "gpu_run.sh"
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "bench" / "gpu_run.sh"
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+
+
+def parts() -> list[tuple[str, int, int]]:
+    """(name, budget s, call) from the script's PARTS table."""
+    found = re.findall(r'^\s+"(\w+)\|(\d+)\|(\d)\|', SCRIPT.read_text(), flags=re.M)
+    return [(n, int(b), int(c)) for n, b, c in found]
 
 
 def test_script_parses():
     subprocess.run(["bash", "-n", str(SCRIPT)], check=True)
 
 
-def test_no_stage_is_a_usage_error_not_a_30_minute_run(tmp_path):
-    out = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, cwd=tmp_path)
+def test_parts_are_ordered_by_value_and_fit_the_lease():
+    table = parts()
+    assert [n for n, _, _ in table] == ["gate", "tests", "losses", "augment", "epoch", "tta"]
+    assert sum(b for _, b, _ in table) <= 12 * 60
+    for call in {c for _, _, c in table}:
+        assert sum(b for _, b, c in table if c == call) <= 540  # a device call runs 10 minutes at most
+    assert [c for _, _, c in table] == sorted(c for _, _, c in table)  # call 1 = the most valuable parts
+
+
+def test_dry_run_shows_plan_and_total(tmp_path):
+    out = subprocess.run(["bash", str(SCRIPT), "--dry-run"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.returncode == 0, out.stderr
+    total = sum(b for _, b, _ in parts())
+    assert f"total {total}s of run time" in out.stdout
+    for name, budget, _ in parts():
+        assert re.search(rf"part {name}\s+{budget}s", out.stdout), name
+    assert "device call 1:" in out.stdout and "device call 2:" in out.stdout
+
+
+def test_over_budget_plan_is_refused(tmp_path):
+    text = SCRIPT.read_text().replace('"tta|120|2|', '"tta|600|2|')
+    bad = tmp_path / "gpu_run.sh"
+    bad.write_text(text)
+    out = subprocess.run(["bash", str(bad), "--dry-run"], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert out.returncode == 1 and "over its limit" in out.stderr
+
+
+@pytest.mark.parametrize("argv", [[], ["--call", "3"], ["--parts", "nope"], ["--parts", ""], ["losses"]])
+def test_bad_arguments_are_a_usage_error_before_anything_runs(tmp_path, argv):
+    out = subprocess.run(["bash", str(SCRIPT), *argv], capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert out.returncode == 2
-    assert "usage: bash bench/gpu_run.sh STAGE" in out.stderr
+    assert "usage: bash bench/gpu_run.sh" in out.stderr
     assert not any(tmp_path.iterdir())  # nothing installed or written before the check
 
 
-def test_every_stage_it_names_is_handled():
+def test_every_part_enforces_its_budget_and_writes_under_out():
     text = SCRIPT.read_text()
-    for stage in ("tests", "losses", "augment", "epoch", "tta", "tta-vit", "all"):
-        assert f"\n    {stage})" in text, stage
+    body = text[text.index("run_part() {") : text.index("\nrc=0")]
+    for name, _, _ in parts():
+        assert re.search(rf"\n    {name}\)", body), name
+    assert body.count('timeout -k 5 "$b"') == len(parts())
+    assert body.count('--out "$OUT"') >= 4  # losses, augment, epoch, tta; gate via SSLFAST_RESULTS
+
+
+def _flags(bench: str) -> list[str]:
+    """The arguments the script passes to `sslfast bench <bench>` (continuation lines joined)."""
+    text = SCRIPT.read_text().replace("\\\n", " ")
+    line = next(x for x in text.splitlines() if f"sslfast.cli bench {bench} " in x and "timeout" in x)
+    args = shlex.split(line.split(f"sslfast.cli bench {bench}", 1)[1].split(";")[0])
+    return [a.replace("$OUT", "/tmp/out").replace("$SUBSET", "x.npz") for a in args if a != ";;"]
+
+
+def test_benchmarks_accept_the_flags_the_runbook_passes():
+    from sslfast.benchmarks import epoch, tta
+
+    tta.parse_args(_flags("tta"))
+    epoch.parse_args(_flags("epoch"))
+    assert "--no-compile" in _flags("losses")
