@@ -17,9 +17,11 @@ import time
 
 import torch
 
+from .._checks import arg_type, check_int
 from .._device import sync
-from .common import write_results
+from .common import text_table, write_results
 
+PATHS = ("baseline", "dali", "fused")
 PRESETS = {
     "cifar-2view": lambda: __import__("sslfast.data_pipelines.views", fromlist=["simclr"]).simclr("cifar10"),
     "emp-ssl-20patch": lambda: __import__("sslfast.data_pipelines.views", fromlist=["emp_ssl"]).emp_ssl(20),
@@ -115,6 +117,9 @@ def bench_fused(images, specs, batch_size: int, epochs: int, device: torch.devic
     return {"seconds_per_epoch": t, "views_per_s": _rate(n * len(specs), t), "backend": label}
 
 
+_positive = arg_type(int, check_int, min=1)  # argparse reports "sslfast bench augment: error: argument ..."
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="sslfast bench augment", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -122,20 +127,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes; well under a minute on a CPU")
     parser.add_argument("--out", default=None, help="results folder (default bench/results/)")
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
-    parser.add_argument("--images", type=int, default=None, help="images per epoch (default 2048, quick 256)")
+    parser.add_argument("--images", type=_positive, default=None, help="images per epoch (default 2048, quick 256)")
     parser.add_argument(
         "--fused-images",
-        type=int,
+        type=_positive,
         default=None,
         help="images per epoch for the fused path (default: 50000 on CUDA, else --images)",
     )
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--epochs", type=int, default=None, help="timed epochs (median); default 3, quick 1")
+    parser.add_argument("--batch-size", type=_positive, default=256)
+    parser.add_argument("--epochs", type=_positive, default=None, help="timed epochs (median); default 3, quick 1")
     parser.add_argument("--presets", default=",".join(PRESETS), help=f"comma list from {list(PRESETS)}")
     parser.add_argument("--paths", default="baseline,dali,fused", help="comma list from baseline,dali,fused")
-    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="baseline DataLoader workers")
+    parser.add_argument(
+        "--workers", type=arg_type(int, check_int, min=0), default=os.cpu_count(), help="baseline DataLoader workers"
+    )
     parser.add_argument("--bf16", action="store_true", help="fused path writes bfloat16")
     args = parser.parse_args(argv)
+    for flag, value, valid in (("--presets", args.presets, PRESETS), ("--paths", args.paths, PATHS)):
+        unknown = sorted({x for x in value.split(",") if x} - set(valid))
+        if unknown or not any(value.split(",")):
+            parser.error(f"{flag} must be a comma list from {','.join(valid)}, got {value!r}")
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     n_img = args.images or (256 if args.quick else 2048)
@@ -200,26 +211,28 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _print(rows, device, path) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"augmentation throughput on {device} (views/s)")
-    for col in ("preset", "path", "backend", "images", "views/s", "vs baseline"):
-        table.add_column(col, justify="right" if col in ("images", "views/s", "vs baseline") else "left")
+def format_table(rows, device) -> str:
+    """The console table, at most 80 columns (long backend names wrap); the JSON has every field."""
+    body = []
     for r in rows:
-        for key in ("baseline", "dali", "fused"):
+        for key in PATHS:
             if key in r:
                 x = r[key]
                 sp = x.get("speedup_vs_baseline")
-                table.add_row(
-                    f"{r['preset']} ({r['n_views']}x{r['view_size']})",
-                    key,
-                    x["backend"],
-                    str(x["n_images"]),
-                    f"{x['views_per_s']:,.0f}",
-                    "" if sp is None else f"{sp:.2f}x",
+                body.append(
+                    [
+                        f"{r['preset']} ({r['n_views']}x{r['view_size']})",
+                        key,
+                        x["backend"],
+                        str(x["n_images"]),
+                        f"{x['views_per_s']:,.0f}",
+                        "" if sp is None else f"{sp:.2f}x",
+                    ]
                 )
-    console = Console()
-    console.print(table)
-    console.print(f"results: {path}")
+    head = ["preset", "path", "backend", "images", "views/s", "x baseline"]
+    return f"augmentation throughput on {device} (views/s)\n" + text_table(head, body, right={3, 4, 5})
+
+
+def _print(rows, device, path) -> None:
+    print(format_table(rows, device))
+    print(f"results: {path}")

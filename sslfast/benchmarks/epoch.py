@@ -27,8 +27,12 @@ import time
 
 import torch
 
+from .._checks import arg_type, check_int
 from .._device import sync
-from .common import write_results
+from .common import text_table, write_results
+
+_positive = arg_type(int, check_int, min=1)
+_nonnegative = arg_type(int, check_int, min=0)
 
 EPOCH_IMAGES = 50_000
 TARGET_EPOCH_S = 1.5
@@ -128,6 +132,24 @@ def bench(method: str, pipeline: str, ds, args, device) -> dict:
     }
 
 
+def format_table(rows: list[dict], speedups: dict, device) -> str:
+    """The console table, at most 80 columns; the JSON has every field."""
+    body = [
+        [
+            r["method"],
+            r["pipeline"],
+            f"{r['images_per_s']:.1f}",
+            f"{r['seconds_per_epoch']:.1f}",
+            f"{r['step_ms']:.1f}",
+            f"{r['warmup_s']:.1f}",
+            f"{speedups[r['method']]:.2f}x" if r["pipeline"] == "ours" and r["method"] in speedups else "",
+        ]
+        for r in rows
+    ]
+    head = ["method", "pipeline", "img/s", "s/epoch", "step ms", "warm-up s", "x reference"]
+    return f"epoch time on {device}\n" + text_table(head, body, right={2, 3, 4, 5, 6})
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from sslfast.train.methods import METHODS
 
@@ -137,13 +159,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="tiny width and subset: well under a minute on a CPU")
     p.add_argument("--methods", default="vicreg,simclr", help=f"comma list from {','.join(METHODS)} (or 'all')")
     p.add_argument("--paths", default="ours,reference", help="comma list from ours,reference")
-    p.add_argument("--steps", type=int, default=None, help="timed steps (default 50, quick 8)")
-    p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 10, quick 2)")
-    p.add_argument("--batch-size", type=int, default=None, help="default 256 (solo-learn CIFAR), quick 32")
-    p.add_argument("--width", type=int, default=None, help="ResNet-18 width (default 64, quick 8)")
-    p.add_argument("--proj", type=int, default=None, help="projector width override (quick 256)")
-    p.add_argument("--subset", type=int, default=None, help="images loaded (default all, quick 1024)")
-    p.add_argument("--workers", type=int, default=os.cpu_count(), help="reference DataLoader workers")
+    p.add_argument("--steps", type=_positive, default=None, help="timed steps (default 50, quick 8)")
+    p.add_argument("--warmup", type=_nonnegative, default=None, help="untimed steps first (default 10, quick 2)")
+    p.add_argument("--batch-size", type=_positive, default=None, help="default 256 (solo-learn CIFAR), quick 32")
+    p.add_argument("--width", type=_positive, default=None, help="ResNet-18 width (default 64, quick 8)")
+    p.add_argument("--proj", type=_positive, default=None, help="projector width override (quick 256)")
+    p.add_argument("--subset", type=_positive, default=None, help="images loaded (default all, quick 1024)")
+    p.add_argument("--workers", type=_nonnegative, default=os.cpu_count(), help="reference DataLoader workers")
     p.add_argument(
         "--compile",
         action=argparse.BooleanOptionalAction,
@@ -191,13 +213,9 @@ def main(argv: list[str] | None = None) -> int:
             r = bench(method, path, ds, args, device)
             by_path[path] = r
             rows.append(r)
-            print(
-                f"{method:12s} {path:9s} {r['images_per_s']:10.1f} img/s  {r['seconds_per_epoch']:9.1f} s/epoch"
-                f"  (step {r['step_ms']:.1f} ms, warm-up {r['warmup_s']:.1f} s)"
-            )
+            print(f"{method} {path}: {r['images_per_s']:.1f} img/s", flush=True)
         if {"ours", "reference"} <= by_path.keys():
             speedups[method] = by_path["ours"]["images_per_s"] / by_path["reference"]["images_per_s"]
-            print(f"{method:12s} speedup   {speedups[method]:.2f}x")
     on_gpu = device.type == "cuda"
     payload = {
         "quick": args.quick,
@@ -238,5 +256,6 @@ def main(argv: list[str] | None = None) -> int:
         },
     }
     path = write_results("epoch", payload, out_dir=args.out, device=device)
+    print(format_table(rows, speedups, device))
     print(f"wrote {path}")
     return 0
