@@ -56,24 +56,33 @@ def loss_elements(row: dict) -> int:
     return math.prod(row[k] for k in ("V", "B", "N", "D") if k in row)
 
 
+def cost_cell(r: dict, gpu: bool) -> str:
+    """GPU: the larger fraction of the device's peak, compute or memory; CPU: the reference's FLOPs
+    ÷ this row's (the algorithmic gain). '—' where the run has no cost model or no known peak."""
+    if gpu:
+        f, b = r.get("flops_peak_fraction"), r.get("bytes_peak_fraction")
+        if f is None and b is None:
+            return "—"
+        return f"{max(f or 0, b or 0):.0%} ({'memory' if (b or 0) >= (f or 0) else 'compute'})"
+    if r["impl"] in ("reference", "reference_compiled", "lightly"):
+        return "—"
+    return ratio(r.get("flop_ratio_vs_reference"))
+
+
+def run_line(run: Run) -> str:
+    """Device, versions and commit of a run, for tables that leave them out of their rows."""
+    env = run.env
+    return f"Measured on {env['device']}, torch {env['torch']}, triton {env['triton'] or '—'}, commit `{run.commit}`.\n"
+
+
 def losses(run: Run) -> tuple[str, str]:
     gpu = run.on_gpu
+    cost_head = "% of peak" if gpu else "FLOP ratio vs reference"
     full, summary = [], []
     for r in run.doc["results"]:
         if "error" in r:
             full.append(
-                [
-                    r["loss"],
-                    loss_size(r),
-                    r["mode"],
-                    r["impl"],
-                    f"failed: {r['error']}",
-                    "",
-                    "",
-                    "",
-                    "",
-                    *run_cells(run),
-                ]
+                [r["loss"], loss_size(r), r["mode"], r["impl"], f"failed: {r['error']}", *[""] * 6, *run_cells(run)]
             )
             continue
         mem = num(r.get("peak_memory_mb")) if gpu else "not measured on CPU"
@@ -88,10 +97,12 @@ def losses(run: Run) -> tuple[str, str]:
                 mem,
                 ratio(r.get("speedup_vs_reference")),
                 ratio(r.get("speedup_vs_reference_compiled")),
+                ratio(r.get("speedup_vs_lightly")),
+                cost_cell(r, gpu),
                 *run_cells(run),
             ]
         )
-        if r["mode"] == "fwd+bwd" and r["impl"] not in ("reference", "reference_compiled"):
+        if r["mode"] == "fwd+bwd" and r["impl"] not in ("reference", "reference_compiled", "lightly"):
             summary.append(
                 [
                     r["loss"],
@@ -99,8 +110,8 @@ def losses(run: Run) -> tuple[str, str]:
                     r["impl"],
                     num(r["median_ms"]),
                     ratio(r.get("speedup_vs_reference")),
-                    ratio(r.get("speedup_vs_reference_compiled")),
-                    *run_cells(run),
+                    ratio(r.get("speedup_vs_lightly")),
+                    cost_cell(r, gpu),
                 ]
             )
     head = [
@@ -113,16 +124,18 @@ def losses(run: Run) -> tuple[str, str]:
         "peak MiB",
         "× vs reference",
         "× vs reference compiled",
+        "× vs lightly",
+        cost_head,
         *RUN_COLS,
     ]
     text = table(head, full)
     notes = list(run.doc.get("notes", []))
     text += "".join(f"\n- {n}" for n in notes) + ("\n" if notes else "")
+    # The README summary fits 80 columns: the run's device, versions and commit go above it.
     short = (
-        table(
-            ["loss", "size", "impl", "fwd+bwd ms", "× vs reference", "× vs reference compiled", *RUN_COLS],
-            summary,
-        )
+        run_line(run)
+        + "\n"
+        + table(["loss", "size", "impl", "fwd+bwd ms", "× ref", "× lightly", "% peak" if gpu else "FLOP ÷"], summary)
         if summary
         else "No fused-implementation rows in this run.\n"
     )
@@ -152,10 +165,17 @@ def augment(run: Run) -> tuple[str, str]:
                     ]
                 )
     text = table(["preset", "path", "backend", "images", "views/s", "× vs baseline", *RUN_COLS], rows)
+    # The README summary fits 80 columns: no per-row environment (it goes above the table).
+    short = (
+        run_line(run)
+        + "\n"
+        + table(["preset", "path", "backend", "views/s", "× baseline"], [r[:3] + r[4:6] for r in rows])
+    )
     note = (run.doc.get("targets") or {}).get("note")
     if note:
         text += f"\n- {note}\n"
-    return text, text
+        short += f"\n- {note}\n"
+    return text, short
 
 
 # --- epoch ------------------------------------------------------------------------------------
