@@ -56,14 +56,20 @@ def loss_elements(row: dict) -> int:
     return math.prod(row[k] for k in ("V", "B", "N", "D") if k in row)
 
 
-def cost_cell(r: dict, gpu: bool) -> str:
+def short_size(row: dict) -> str:
+    """The size label without N where V and B give it (N = V·B)."""
+    return loss_size({k: v for k, v in row.items() if not (k == "N" and "V" in row and "B" in row)})
+
+
+def cost_cell(r: dict, gpu: bool, short: bool = False) -> str:
     """GPU: the larger fraction of the device's peak, compute or memory; CPU: the reference's FLOPs
     ÷ this row's (the algorithmic gain). '—' where the run has no cost model or no known peak."""
     if gpu:
         f, b = r.get("flops_peak_fraction"), r.get("bytes_peak_fraction")
         if f is None and b is None:
             return "—"
-        return f"{max(f or 0, b or 0):.0%} ({'memory' if (b or 0) >= (f or 0) else 'compute'})"
+        bound = ("mem" if short else "memory") if (b or 0) >= (f or 0) else ("flop" if short else "compute")
+        return f"{max(f or 0, b or 0):.0%} {bound}" if short else f"{max(f or 0, b or 0):.0%} ({bound})"
     if r["impl"] in ("reference", "reference_compiled", "lightly"):
         return "—"
     return ratio(r.get("flop_ratio_vs_reference"))
@@ -78,7 +84,7 @@ def run_line(run: Run) -> str:
 def losses(run: Run) -> tuple[str, str]:
     gpu = run.on_gpu
     cost_head = "% of peak" if gpu else "FLOP ratio vs reference"
-    full, summary = [], []
+    full, summary = [], {}
     for r in run.doc["results"]:
         if "error" in r:
             full.append(
@@ -103,15 +109,14 @@ def losses(run: Run) -> tuple[str, str]:
             ]
         )
         if r["mode"] == "fwd+bwd" and r["impl"] not in ("reference", "reference_compiled", "lightly"):
-            summary.append(
+            summary.setdefault(r["loss"], []).append(
                 [
-                    r["loss"],
-                    loss_size(r),
+                    short_size(r),
                     r["impl"],
                     num(r["median_ms"]),
                     ratio(r.get("speedup_vs_reference")),
                     ratio(r.get("speedup_vs_lightly")),
-                    cost_cell(r, gpu),
+                    cost_cell(r, gpu, short=True),
                 ]
             )
     head = [
@@ -131,11 +136,11 @@ def losses(run: Run) -> tuple[str, str]:
     text = table(head, full)
     notes = list(run.doc.get("notes", []))
     text += "".join(f"\n- {n}" for n in notes) + ("\n" if notes else "")
-    # The README summary fits 80 columns: the run's device, versions and commit go above it.
+    # The README summary fits 80 columns: one small table per loss (fwd+bwd of our backends), the
+    # run's device, versions and commit on a line above them.
+    head = ["size", "impl", "fwd+bwd ms", "× ref", "× lightly", "% peak" if gpu else "FLOP ÷"]
     short = (
-        run_line(run)
-        + "\n"
-        + table(["loss", "size", "impl", "fwd+bwd ms", "× ref", "× lightly", "% peak" if gpu else "FLOP ÷"], summary)
+        run_line(run) + "".join(f"\n`{loss}`:\n\n" + table(head, rows) for loss, rows in summary.items())
         if summary
         else "No fused-implementation rows in this run.\n"
     )
@@ -165,11 +170,14 @@ def augment(run: Run) -> tuple[str, str]:
                     ]
                 )
     text = table(["preset", "path", "backend", "images", "views/s", "× vs baseline", *RUN_COLS], rows)
-    # The README summary fits 80 columns: no per-row environment (it goes above the table).
+    # The README summary fits 80 columns: the environment above the table, the backends below it.
+    backends = sorted({f"{r[1]}: {r[2]}" for r in rows})
     short = (
         run_line(run)
         + "\n"
-        + table(["preset", "path", "backend", "views/s", "× baseline"], [r[:3] + r[4:6] for r in rows])
+        + table(["preset", "path", "views/s", "× baseline"], [[r[0], r[1], r[4], r[5]] for r in rows])
+        + "".join(f"\n- {b}" for b in backends)
+        + "\n"
     )
     note = (run.doc.get("targets") or {}).get("note")
     if note:
