@@ -139,8 +139,21 @@ def losses(run: Run) -> tuple[str, str]:
     # The README summary fits 80 columns: one small table per loss (fwd+bwd of our backends), the
     # run's device, versions and commit on a line above them.
     head = ["size", "impl", "fwd+bwd ms", "× ref", "× lightly", "% peak" if gpu else "FLOP ÷"]
+    legend = (
+        "\n× ref, × lightly: forward+backward speed-up over the reference and lightly 1.6, measured side "
+        "by side in this run; "
+        + (
+            "% peak: the larger of achieved TFLOP/s and TB/s as a fraction of the device's peak.\n"
+            if gpu
+            else "FLOP ÷: the reference's FLOPs ÷ ours (the algorithmic gain, sslfast/benchmarks/costs.py).\n"
+        )
+    )
+    warning = run.env.get("load_warning")
     short = (
-        run_line(run) + "".join(f"\n`{loss}`:\n\n" + table(head, rows) for loss, rows in summary.items())
+        run_line(run)
+        + "".join(f"\n`{loss}`:\n\n" + table(head, rows) for loss, rows in summary.items())
+        + legend
+        + (f"\n**Note:** {warning}.\n" if warning else "")
         if summary
         else "No fused-implementation rows in this run.\n"
     )
