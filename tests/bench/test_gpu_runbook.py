@@ -83,3 +83,29 @@ def test_benchmarks_accept_the_flags_the_runbook_passes():
     tta.parse_args(_flags("tta"))
     epoch.parse_args(_flags("epoch"))
     assert "--no-compile" in _flags("losses")
+
+
+def test_cifar_subset_round_trip_and_tamper_check(tmp_path, monkeypatch):
+    import numpy as np
+    import sslfast.data_pipelines as dp
+    import torch
+
+    from sslfast.benchmarks import cifar_subset
+
+    data = dp.make_synthetic(40, 10, 32, seed=0)
+    monkeypatch.setattr(dp, "load_cifar10", lambda root, train=True: data)
+    path = cifar_subset.build(None, tmp_path / "s.npz", n_train=30, n_test=5)
+    train, test = cifar_subset.load(path)
+    assert torch.equal(train.images, data.images[:30]) and torch.equal(test.labels, data.labels[:5])
+    assert train.classes == tuple(data.classes)
+
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays["train_labels"] = (arrays["train_labels"] + 1) % 10  # same shapes, other contents
+    np.savez(tmp_path / "t.npz", **arrays)
+    with pytest.raises(cifar_subset.SubsetError, match="do not match the sha256"):
+        cifar_subset.load(tmp_path / "t.npz")
+    with pytest.raises(cifar_subset.SubsetError, match="not found"):
+        cifar_subset.load(tmp_path / "missing.npz")
+    with pytest.raises(cifar_subset.SubsetError, match="must be in"):
+        cifar_subset.build(None, tmp_path / "u.npz", n_train=41)
