@@ -241,8 +241,11 @@ def throughput(row: dict, peak: dict | None) -> dict:
     if "median_ms" not in row or "flops" not in row:
         return {}
     sec = row["median_ms"] / 1e3
-    out = {"tflops_per_s": row["flops"] / sec / 1e12, "tb_per_s": row["bytes"] / sec / 1e12}
+    out = {"tflops_per_s": row["flops"] / sec / 1e12}
+    if "bytes" in row:  # the compiled reference has the reference's FLOPs but no byte count
+        out["tb_per_s"] = row["bytes"] / sec / 1e12
     if peak:
         out["flops_peak_fraction"] = out["tflops_per_s"] / peak["tflops"]
-        out["bytes_peak_fraction"] = out["tb_per_s"] / peak["tb_per_s"]
+        if "tb_per_s" in out:
+            out["bytes_peak_fraction"] = out["tb_per_s"] / peak["tb_per_s"]
     return out
