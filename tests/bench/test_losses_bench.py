@@ -86,7 +86,7 @@ def test_device_peaks_by_name():
     assert out["tflops_per_s"] == pytest.approx(1000.0) and out["tb_per_s"] == pytest.approx(2.0)
     assert out["bytes_peak_fraction"] == pytest.approx(2.0 / 4.3)
     assert "flops_peak_fraction" not in throughput(row, None)
-    compiled = throughput({"median_ms": 1.0, "flops": 10**12}, h200)  # FLOPs only: no byte count
+    compiled = throughput({"median_ms": 1000.0, "flops": 10**12}, h200)  # FLOPs only: no byte count
     assert compiled["tflops_per_s"] == pytest.approx(1.0) and "bytes_peak_fraction" not in compiled
 
 
