@@ -15,12 +15,12 @@ set -uo pipefail  # pipefail: a part's status is its command's, not tee's
 
 # name | budget (s) | call | what it measures. Order = value: the first parts matter most.
 PARTS=(
-  "gate|40|1|the static gate's GPU twin: launch every captured kernel variant once (sslfast bench gate --launch)"
-  "tests|140|1|the tests that need CUDA: triton kernels for real, CUDA-only checks (pytest subset)"
-  "losses|200|1|every loss case: reference, torch, triton; time, memory, FLOPs, bytes, fraction of peak"
+  "gate|40|1|sslfast bench gate --launch: every kernel variant, once"
+  "tests|140|1|the tests that need CUDA (pytest subset, junit XML)"
+  "losses|200|1|every loss case: time, memory, FLOPs, bytes, % of peak"
   "augment|60|1|fused GPU views/s vs the CPU DataLoader+PIL baseline"
-  "epoch|90|2|one training epoch, ours vs the reference pipeline (VICReg, SimCLR; uncompiled)"
-  "tta|120|2|a short time-to-accuracy run: EMP-SSL, 1 seed, 40 s of training on a 10k CIFAR-10 subset"
+  "epoch|90|2|training step time, ours vs reference (uncompiled)"
+  "tta|120|2|EMP-SSL, 1 seed, 40 s training, 10k CIFAR-10 subset"
 )
 MAX_TOTAL_S=720    # 12 minutes of run time in all
 MAX_CALL_S=540     # per call: 10 minutes less start-up, imports and transfers
@@ -36,7 +36,7 @@ usage() {
 
 dry_run() {
   local total=0 call_total
-  echo "GPU runbook plan (budgets enforced with timeout; each part writes its JSON as it finishes)"
+  echo "GPU runbook plan (each part under its own timeout, writing its JSON as it ends)"
   for call in 1 2; do
     call_total=0
     echo "device call $call:"
@@ -50,8 +50,12 @@ dry_run() {
     total=$((total + call_total))
   done
   echo "total ${total}s of run time (limit ${MAX_TOTAL_S}s = 12 min)"
-  [ -f "$SUBSET" ] && echo "CIFAR-10 subset: $SUBSET ($(du -m "$SUBSET" | cut -f1) MB, carry it with call 2)" \
-    || echo "CIFAR-10 subset: $SUBSET missing; build it first: python -m sslfast.benchmarks.cifar_subset --out $SUBSET"
+  if [ -f "$SUBSET" ]; then
+    echo "CIFAR-10 subset: $SUBSET ($(du -m "$SUBSET" | cut -f1) MB): carry it with call 2"
+  else
+    echo "CIFAR-10 subset: $SUBSET missing; build it first:"
+    echo "  python -m sslfast.benchmarks.cifar_subset --out $SUBSET"
+  fi
   [ "$total" -le "$MAX_TOTAL_S" ] || { echo "error: budgets sum to more than ${MAX_TOTAL_S}s" >&2; return 1; }
 }
 

@@ -109,3 +109,8 @@ def test_cifar_subset_round_trip_and_tamper_check(tmp_path, monkeypatch):
         cifar_subset.load(tmp_path / "missing.npz")
     with pytest.raises(cifar_subset.SubsetError, match="must be in"):
         cifar_subset.build(None, tmp_path / "u.npz", n_train=41)
+
+
+def test_dry_run_fits_80_columns():
+    out = subprocess.run(["bash", str(SCRIPT), "--dry-run"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert max(len(line) for line in out.stdout.splitlines()) <= 80
