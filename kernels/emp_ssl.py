@@ -24,9 +24,9 @@ MAX_BLOCK_V = 16  # views per tile: a (16, 64) tile keeps V = 256 free of regist
 @triton.jit
 def _view_tile(z_ptr, v0, b, cols, V, D, stride_v, stride_b, inv, BLOCK_V: tl.constexpr):
     """Views v0..v0+BLOCK_V of sample b over ``cols``, in units of the sample's scale (× ``inv``)."""
-    vs = v0 + tl.arange(0, BLOCK_V)
+    vs = (v0 + tl.arange(0, BLOCK_V)).to(tl.int64)
     mask = (vs < V)[:, None] & (cols < D)[None, :]
-    x = tl.load(z_ptr + vs.to(tl.int64)[:, None] * stride_v + b * stride_b + cols[None, :], mask=mask, other=0.0)
+    x = tl.load(z_ptr + vs[:, None] * stride_v + b * stride_b + cols[None, :], mask=mask, other=0.0)
     return x.to(inv.dtype) * inv, vs, mask
 
 
@@ -50,7 +50,7 @@ def _emp_ssl_fwd_kernel(z_ptr, inv_ptr, g_ptr, cos_ptr, work_ptr, V, B, D, strid
     sq_ptr = work_ptr + b
     dot_ptr = work_ptr + V * B + b
     for v0 in range(0, V, BLOCK_V):
-        vs = v0 + tl.arange(0, BLOCK_V)
+        vs = (v0 + tl.arange(0, BLOCK_V)).to(tl.int64)
         tl.store(sq_ptr + vs * B, tl.zeros([BLOCK_V], ACC), mask=vs < V)
         tl.store(dot_ptr + vs * B, tl.zeros([BLOCK_V], ACC), mask=vs < V)
     mean_sq = tl.zeros([BLOCK_D], ACC)
@@ -71,7 +71,7 @@ def _emp_ssl_fwd_kernel(z_ptr, inv_ptr, g_ptr, cos_ptr, work_ptr, V, B, D, strid
     nm = tl.maximum(tl.sqrt(tl.sum(mean_sq, 0)), eps_y)
     cos_sum = tl.zeros([BLOCK_V], ACC)
     for v0 in range(0, V, BLOCK_V):
-        vs = v0 + tl.arange(0, BLOCK_V)
+        vs = (v0 + tl.arange(0, BLOCK_V)).to(tl.int64)
         vmask = vs < V
         nz = tl.maximum(tl.sqrt(tl.load(sq_ptr + vs * B, mask=vmask, other=1.0)), eps_y)
         cos = tl.load(dot_ptr + vs * B, mask=vmask, other=0.0) / (nz * nm)
@@ -99,7 +99,7 @@ def _emp_ssl_fwd_kernel(z_ptr, inv_ptr, g_ptr, cos_ptr, work_ptr, V, B, D, strid
                 cos = tl.load(cos_ptr + vs * B + b, mask=vmask, other=0.0)
                 direct = (w[None, :] - cos[:, None] * (x / nz[:, None])) / nz[:, None]
                 g = (grad_scale * (direct + through_mean[None, :])) * inv
-                offs = vs.to(tl.int64)[:, None] * (B * D) + b * D + cols[None, :]
+                offs = (vs[:, None] * B + b) * D + cols[None, :]
                 tl.store(g_ptr + offs, g.to(g_ptr.dtype.element_ty), mask=mask)
 
 
