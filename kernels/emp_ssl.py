@@ -24,9 +24,9 @@ MAX_BLOCK_V = 16  # views per tile: a (16, 64) tile keeps V = 256 free of regist
 @triton.jit
 def _view_tile(z_ptr, v0, b, cols, V, D, stride_v, stride_b, inv, BLOCK_V: tl.constexpr):
     """Views v0..v0+BLOCK_V of sample b over ``cols``, in units of the sample's scale (× ``inv``)."""
-    vs = (v0 + tl.arange(0, BLOCK_V)).to(tl.int64)
+    vs = v0 + tl.arange(0, BLOCK_V)
     mask = (vs < V)[:, None] & (cols < D)[None, :]
-    x = tl.load(z_ptr + vs[:, None] * stride_v + b * stride_b + cols[None, :], mask=mask, other=0.0)
+    x = tl.load(z_ptr + vs.to(tl.int64)[:, None] * stride_v + b * stride_b + cols[None, :], mask=mask, other=0.0)
     return x.to(inv.dtype) * inv, vs, mask
 
 
@@ -37,7 +37,8 @@ def _emp_ssl_fwd_kernel(z_ptr, inv_ptr, g_ptr, cos_ptr, work_ptr, V, B, D, strid
     """Program b: cos(z_vb, z̄_b) for every view and (COMPUTE_GRAD) d(scale·Σ_v cos)/dz_vb.
 
     Views are walked in chunks of BLOCK_V (V up to 256 and beyond without spills); the per-view
-    ‖y_v‖² and ⟨y_v, ȳ⟩ accumulate in ``work_ptr`` (2, V, B), which only this program touches.
+    ‖y_v‖² and ⟨y_v, ȳ⟩ accumulate in row b of ``work_ptr`` (B, 2, V), which only this program
+    touches; the cosines go to row b of ``cos_ptr`` (B, V).
     Data are in units of the sample's power-of-two scale s (``inv_ptr`` = 1/s): no norm overflows,
     the eps clamps become eps/s and the gradient (degree −1 in z) is multiplied by 1/s at the end.
     """
@@ -47,12 +48,14 @@ def _emp_ssl_fwd_kernel(z_ptr, inv_ptr, g_ptr, cos_ptr, work_ptr, V, B, D, strid
     b = tl.program_id(0).to(tl.int64)
     inv = tl.load(inv_ptr + b)
     eps_y = eps * inv
-    sq_ptr = work_ptr + b
-    dot_ptr = work_ptr + V * B + b
+    # per-sample rows of the (B, V) cosines and the (B, 2, V) scratch: no per-view multiply
+    cos_b = cos_ptr + b * V
+    sq_ptr = work_ptr + b * 2 * V
+    dot_ptr = sq_ptr + V
     for v0 in range(0, V, BLOCK_V):
-        vs = (v0 + tl.arange(0, BLOCK_V)).to(tl.int64)
-        tl.store(sq_ptr + vs * B, tl.zeros([BLOCK_V], ACC), mask=vs < V)
-        tl.store(dot_ptr + vs * B, tl.zeros([BLOCK_V], ACC), mask=vs < V)
+        vs = v0 + tl.arange(0, BLOCK_V)
+        tl.store(sq_ptr + vs, tl.zeros([BLOCK_V], ACC), mask=vs < V)
+        tl.store(dot_ptr + vs, tl.zeros([BLOCK_V], ACC), mask=vs < V)
     mean_sq = tl.zeros([BLOCK_D], ACC)
     for d0 in range(0, D, BLOCK_D):
         cols = d0 + tl.arange(0, BLOCK_D)
@@ -65,19 +68,19 @@ def _emp_ssl_fwd_kernel(z_ptr, inv_ptr, g_ptr, cos_ptr, work_ptr, V, B, D, strid
         for v0 in range(0, V, BLOCK_V):
             x, vs, mask = _view_tile(z_ptr, v0, b, cols, V, D, stride_v, stride_b, inv, BLOCK_V)
             vmask = vs < V
-            tl.store(sq_ptr + vs * B, tl.load(sq_ptr + vs * B, mask=vmask, other=0.0) + tl.sum(x * x, 1), mask=vmask)
-            tl.store(dot_ptr + vs * B, tl.load(dot_ptr + vs * B, mask=vmask, other=0.0) + tl.sum(x * mean[None, :], 1),
+            tl.store(sq_ptr + vs, tl.load(sq_ptr + vs, mask=vmask, other=0.0) + tl.sum(x * x, 1), mask=vmask)
+            tl.store(dot_ptr + vs, tl.load(dot_ptr + vs, mask=vmask, other=0.0) + tl.sum(x * mean[None, :], 1),
                      mask=vmask)
     nm = tl.maximum(tl.sqrt(tl.sum(mean_sq, 0)), eps_y)
     cos_sum = tl.zeros([BLOCK_V], ACC)
     for v0 in range(0, V, BLOCK_V):
-        vs = (v0 + tl.arange(0, BLOCK_V)).to(tl.int64)
+        vs = v0 + tl.arange(0, BLOCK_V)
         vmask = vs < V
-        nz = tl.maximum(tl.sqrt(tl.load(sq_ptr + vs * B, mask=vmask, other=1.0)), eps_y)
-        cos = tl.load(dot_ptr + vs * B, mask=vmask, other=0.0) / (nz * nm)
+        nz = tl.maximum(tl.sqrt(tl.load(sq_ptr + vs, mask=vmask, other=1.0)), eps_y)
+        cos = tl.load(dot_ptr + vs, mask=vmask, other=0.0) / (nz * nm)
         cos_sum += tl.where(vmask, cos, 0.0)
-        tl.store(cos_ptr + vs * B + b, cos, mask=vmask)
-        tl.store(sq_ptr + vs * B, nz, mask=vmask)  # from here on: the clamped norm
+        tl.store(cos_b + vs, cos, mask=vmask)
+        tl.store(sq_ptr + vs, nz, mask=vmask)  # from here on: the clamped norm
     if COMPUTE_GRAD:
         total_cos = tl.sum(cos_sum, 0)
         for d0 in range(0, D, BLOCK_D):
@@ -86,7 +89,7 @@ def _emp_ssl_fwd_kernel(z_ptr, inv_ptr, g_ptr, cos_ptr, work_ptr, V, B, D, strid
             total_u = tl.zeros([BLOCK_D], ACC)
             for v0 in range(0, V, BLOCK_V):
                 x, vs, mask = _view_tile(z_ptr, v0, b, cols, V, D, stride_v, stride_b, inv, BLOCK_V)
-                nz = tl.load(sq_ptr + vs * B, mask=vs < V, other=1.0)
+                nz = tl.load(sq_ptr + vs, mask=vs < V, other=1.0)
                 total += tl.sum(x, 0)
                 total_u += tl.sum(x / nz[:, None], 0)
             w = (total / V) / nm
@@ -95,11 +98,11 @@ def _emp_ssl_fwd_kernel(z_ptr, inv_ptr, g_ptr, cos_ptr, work_ptr, V, B, D, strid
             for v0 in range(0, V, BLOCK_V):
                 x, vs, mask = _view_tile(z_ptr, v0, b, cols, V, D, stride_v, stride_b, inv, BLOCK_V)
                 vmask = vs < V
-                nz = tl.load(sq_ptr + vs * B, mask=vmask, other=1.0)
-                cos = tl.load(cos_ptr + vs * B + b, mask=vmask, other=0.0)
+                nz = tl.load(sq_ptr + vs, mask=vmask, other=1.0)
+                cos = tl.load(cos_b + vs, mask=vmask, other=0.0)
                 direct = (w[None, :] - cos[:, None] * (x / nz[:, None])) / nz[:, None]
                 g = (grad_scale * (direct + through_mean[None, :])) * inv
-                offs = (vs[:, None] * B + b) * D + cols[None, :]
+                offs = (vs.to(tl.int64)[:, None] * B + b) * D + cols[None, :]
                 tl.store(g_ptr + offs, g.to(g_ptr.dtype.element_ty), mask=mask)
 
 
@@ -119,8 +122,8 @@ def emp_ssl_fwd(
     if z.stride(2) != 1:
         z = z.contiguous()
     acc = acc_dtype(z.dtype)
-    cos = torch.empty((v, b), device=z.device, dtype=acc)
-    work = torch.empty((2, v, b), device=z.device, dtype=acc)
+    cos = torch.empty((b, v), device=z.device, dtype=acc)
+    work = torch.empty((b, 2, v), device=z.device, dtype=acc)
     inv = 1 / pow2_scale(max_abs(z, (0, 2)).to(acc))  # per sample; exact: powers of two
     grad = torch.empty((v, b, d), device=z.device, dtype=z.dtype) if compute_grad else z.new_empty(0)
     # the invariance gradient is written pre-scaled by inv_coef: d(inv_coef·(−mean cos))/dz
