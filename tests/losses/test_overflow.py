@@ -104,8 +104,9 @@ def test_any_magnitude_gives_the_fp64_value_or_inf(loss, backend, dtype, exponen
 def test_the_audited_overflows_are_fixed(loss, magnitude, backend):
     """fp32 at 1e20: Barlow Twins returned 8 (fp64: 9.91) and TiCo 1 (fp64: 2.58), rows collapsed to 0
     by an overflowed variance / norm; the coding rate and EMP-SSL returned NaN/inf where fp64 is finite.
-    VICReg at 1e36 overflowed its column sums into a NaN (the fp64 value is beyond fp32: inf is right);
-    at 1e8 its loss (~1e33) is representable and must come out finite and right."""
+    The VICReg cases guard both sides of fp32's range: at 1e36 its fp64 value is beyond fp32 (inf is
+    right), at 1e8 (~1e33) it is representable and must come out finite and right (the fixed VICReg
+    failure is ``test_vicreg_representable_value_from_overflowing_statistics``)."""
     check(loss, magnitude, torch.float32, backend)
 
 
@@ -132,3 +133,16 @@ def test_non_finite_inputs_at_large_magnitude_stay_non_finite(loss, backend, bad
     args = [t.clone() for t in inputs(loss, 1e20, torch.float32)]
     args[0].view(-1)[3] = bad
     assert not math.isfinite(float(value(loss, args, backend)))
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+@pytest.mark.parametrize("n", [6, 3])  # D×D route (N ≥ D = 5) and Gram route (N < D)
+def test_vicreg_representable_value_from_overflowing_statistics(backend, n):
+    """fp32 inputs at 1e20 with λ = 1e-30, ν = 1e-45: (a − b)² and Cov² overflow fp32, yet the loss
+    (≈1e35) is representable. Before, (a − b)² and ZcᵀZc overflowed to inf and the loss was inf."""
+    a, b = make_pair(n, D, seed=5)
+    a, b = (a * 1e20).float(), (b * 1e20).float()
+    kw = dict(lambda_param=1e-30, mu_param=25.0, nu_param=1e-45)
+    ref = float(vicreg_loss_reference(a.double(), b.double(), **kw))
+    out = float(F.vicreg_loss(a, b, backend=backend, **kw))
+    assert 1e30 < ref < 1e38 and abs(out - ref) <= 1e-4 * ref, (out, ref)
