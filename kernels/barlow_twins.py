@@ -36,7 +36,7 @@ def _load_dhat(ha_ptr, hb_ptr, ma_ptr, mb_ptr, offs, mask, diag, on, off_coef, G
 
 
 @triton.jit
-def _barlow_twins_sums_kernel(
+def _barlow_twins_fwd_sums_kernel(
     ha_ptr, hb_ptr, ma_ptr, mb_ptr, col_ptr, part_ptr, N, D, ROWS, off_hi, off_lo,
     GRAM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
@@ -75,7 +75,7 @@ def _barlow_twins_fwd_kernel(
     GRAM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     """BatchNorm1d(affine=False) backward on a (row block, column block) tile:
-    rstd·(g − mean g − x̂·mean(g·x̂)), the column means from ``_barlow_twins_sums_kernel``."""
+    rstd·(g − mean g − x̂·mean(g·x̂)), the column means from ``_barlow_twins_fwd_sums_kernel``."""
     ACC = ha_ptr.dtype.element_ty
     off_coef = f64_arg(off_hi, off_lo, ACC)
     rows = (tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
@@ -125,7 +125,7 @@ def barlow_twins_fwd(z_a: torch.Tensor, z_b: torch.Tensor, lambda_param: float,
     off_coef = split_f64(2 * lambda_param / n**2)
     grid, rows = column_grid(n, d)
     part = torch.empty((grid[1], 4, d), device=z_a.device, dtype=acc)
-    launch(_barlow_twins_sums_kernel)[grid](
+    launch(_barlow_twins_fwd_sums_kernel)[grid](
         ha, hb, ma, mb, per_col, part, n, d, rows, *off_coef, GRAM=gram, BLOCK_N=cov.BLOCK_N, BLOCK_D=cov.BLOCK_D,
     )
     means = part.sum(0) / n

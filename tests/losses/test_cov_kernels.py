@@ -148,7 +148,7 @@ from sslfast.kernels import _covariance as C, barlow_twins as BT, emp_ssl as E, 
 FLAGS = {"DIFF": True, "STORE": True, "GRAM": True, "COMPUTE_GRAD": True, "BLOCK_N": 4, "BLOCK_D": 64, "BLOCK_V": 4}
 bad = []
 for fn in (C._pair_column_sums_kernel, C._pair_centre_kernel, C._pair_standardise_kernel, V._vicreg_fwd_kernel,
-           BT._barlow_twins_sums_kernel, BT._barlow_twins_fwd_kernel, T._normalize_pair_kernel, T._tico_fwd_kernel,
+           BT._barlow_twins_fwd_sums_kernel, BT._barlow_twins_fwd_kernel, T._normalize_pair_kernel, T._tico_fwd_kernel,
            E._emp_ssl_fwd_kernel):
     consts = {k: v for k, v in FLAGS.items() if k in fn.arg_names}
     sig = {a: "constexpr" if a in consts else "*fp32" if a.endswith("_ptr") else
