@@ -18,6 +18,8 @@ D = 2048 alone gives only 32 column blocks. Offsets are int64 (N·D may pass 2³
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import triton
 import triton.language as tl
@@ -201,7 +203,7 @@ def pair_column_stats(a: torch.Tensor, b: torch.Tensor, acc: torch.dtype, standa
         out.update(yc=(ca, cb), sq_diff=sums[2], diff_scale=torch.maximum(scale[0], scale[1]))
         return out
     sd_y = (ss / n).sqrt()
-    root_eps = torch.tensor(eps, dtype=acc).sqrt()
+    root_eps = ss.new_full((), math.sqrt(eps))  # on the device: no host-to-device copy
     k = torch.hypot(sd_y, root_eps / scale)  # std/s: ẑ = yc/k
     ha = torch.empty((n, d), device=a.device, dtype=acc)
     hb = torch.empty((n, d), device=a.device, dtype=acc)

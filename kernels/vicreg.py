@@ -7,6 +7,8 @@ no N×N or D×D elementwise pass.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import triton
 import triton.language as tl
@@ -68,7 +70,7 @@ def vicreg_fwd(z_a: torch.Tensor, z_b: torch.Tensor, lambda_param: float, mu_par
     # λ/(ND)·Σ(a − b)², the column scales folded back in float64 (no overflow for fp32 inputs)
     loss = ((lambda_param / (n * d)) * (st["sq_diff"].double() * st["diff_scale"].double().square()).sum()).to(acc) \
         if lambda_param else ss.new_zeros(())
-    std = torch.hypot(scale * (ss / (n - 1)).sqrt(), torch.tensor(eps, dtype=acc).sqrt())
+    std = torch.hypot(scale * (ss / (n - 1)).sqrt(), ss.new_full((), math.sqrt(eps)))
     loss = loss + (0.5 * mu_param) * torch.relu(1 - std).mean(1).sum()
     cov_scale = nu_param / (d * (n - 1) ** 2)
     directions, per_col = [], torch.where(std < 1, -0.5 * mu_param / (d * (n - 1) * std), 0.0)

@@ -10,6 +10,8 @@ Layers, in order: ``barlow_twins_fwd_torch`` (torch backend; contract of
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -36,7 +38,7 @@ def standardise(z: torch.Tensor, eps: float = BN_EPS) -> tuple[torch.Tensor, tor
     yc = z / s
     yc = yc.sub_(yc.mean(0))
     sd_y = yc.square().mean(0).sqrt()
-    root_eps = torch.tensor(eps, dtype=z.dtype).sqrt()
+    root_eps = z.new_full((), math.sqrt(eps))
     rstd = 1 / torch.hypot(s * sd_y, root_eps)
     return yc.div_(torch.hypot(sd_y, root_eps / s)), rstd
 

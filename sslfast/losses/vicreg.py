@@ -12,6 +12,8 @@ contract of the Triton launcher ``sslfast.kernels.vicreg.vicreg_fwd``), ``VICReg
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -40,7 +42,7 @@ def column_std(yc: torch.Tensor, s: torch.Tensor, eps: float) -> torch.Tensor:
     """sqrt(Var_d + eps) (unbiased) of ``Zc = yc·s`` as hypot(s·σ_y, √eps): finite unless it is
     truly beyond the dtype (Σ zc² overflows fp32 from |z| ≈ 1e18)."""
     n = yc.shape[0]
-    return torch.hypot(s * (yc.square().sum(0) / (n - 1)).sqrt(), torch.tensor(eps, dtype=yc.dtype).sqrt())
+    return torch.hypot(s * (yc.square().sum(0) / (n - 1)).sqrt(), yc.new_full((), math.sqrt(eps)))
 
 
 def vicreg_fwd_torch(z_a, z_b, lambda_param: float, mu_param: float, nu_param: float, eps: float,
