@@ -1,8 +1,8 @@
 """Barlow Twins forward + gradient.
 
 stats kernel (standardise both views, Σ â·b̂ per column) -> Gram or D×D GEMMs
-(sslfast._numerics) -> one column-blocked kernel that forms dL/dÂ from the GEMM output and the
-diagonal term, reduces it over the batch and applies the BatchNorm backward in place.
+(sslfast._numerics) -> a split-N kernel that forms dL/dÂ from the GEMM output and the diagonal
+term and reduces it over each chunk of rows -> a 2-D-grid kernel that applies the BatchNorm backward.
 """
 from __future__ import annotations
 
@@ -10,13 +10,11 @@ import torch
 import triton
 import triton.language as tl
 
-from sslfast._numerics import acc_dtype, offdiag_cross
+from sslfast._numerics import acc_dtype, offdiag_cross, split_f64
 
-from ._covariance import pair_column_stats, pair_loss_fake, row_major
+from . import _covariance as cov
+from ._covariance import column_grid, f64_arg, pair_column_stats, pair_loss_fake, row_major
 from ._op import cdiv, kernel_op, launch
-
-BLOCK_N = 32
-BLOCK_D = 64
 
 
 @triton.jit
@@ -38,45 +36,66 @@ def _load_dhat(ha_ptr, hb_ptr, ma_ptr, mb_ptr, offs, mask, diag, on, off_coef, G
 
 
 @triton.jit
-def _barlow_twins_fwd_kernel(
-    ha_ptr, hb_ptr, ma_ptr, mb_ptr, stats_ptr, ga_ptr, gb_ptr,
-    N, D, inv_n, off_coef,
+def _barlow_twins_fwd_sums_kernel(
+    ha_ptr, hb_ptr, ma_ptr, mb_ptr, col_ptr, part_ptr, N, D, ROWS, off_hi, off_lo,
     GRAM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
+    """Per chunk of rows: Σ dL/dÂ, Σ dL/dB̂, Σ dL/dÂ·Â, Σ dL/dB̂·B̂ per column (split-N partials)."""
     ACC = ha_ptr.dtype.element_ty
+    off_coef = f64_arg(off_hi, off_lo, ACC)
     cols = tl.program_id(0) * BLOCK_D + tl.arange(0, BLOCK_D)
     cmask = cols < D
-    rstd_a = tl.load(stats_ptr + cols, mask=cmask, other=0.0)
-    rstd_b = tl.load(stats_ptr + D + cols, mask=cmask, other=0.0)
-    diag = tl.load(stats_ptr + 2 * D + cols, mask=cmask, other=0.0)
-    on = -2.0 * inv_n * (1.0 - diag * inv_n)  # d/dĉ of Σ(1 − c_ii)², c = Σ â·b̂ / N
+    diag = tl.load(col_ptr + 2 * D + cols, mask=cmask, other=0.0)
+    on = tl.load(col_ptr + 3 * D + cols, mask=cmask, other=0.0)
+    r0 = tl.program_id(1) * ROWS
+    r1 = tl.minimum(r0 + ROWS, N)
     sa = tl.zeros([BLOCK_D], ACC)
     sb = tl.zeros([BLOCK_D], ACC)
     saa = tl.zeros([BLOCK_D], ACC)
     sbb = tl.zeros([BLOCK_D], ACC)
-    for n0 in range(0, N, BLOCK_N):
-        rows = n0 + tl.arange(0, BLOCK_N)
-        mask = (rows[:, None] < N) & cmask[None, :]
+    for n0 in range(r0, r1, BLOCK_N):
+        rows = (n0 + tl.arange(0, BLOCK_N)).to(tl.int64)
+        mask = (rows[:, None] < r1) & cmask[None, :]
         offs = rows[:, None] * D + cols[None, :]
         ha, hb, da, db = _load_dhat(ha_ptr, hb_ptr, ma_ptr, mb_ptr, offs, mask, diag, on, off_coef, GRAM)
         sa += tl.sum(da, 0)
         sb += tl.sum(db, 0)
         saa += tl.sum(da * ha, 0)
         sbb += tl.sum(db * hb, 0)
-    sa *= inv_n
-    sb *= inv_n
-    saa *= inv_n
-    sbb *= inv_n
-    for n0 in range(0, N, BLOCK_N):
-        rows = n0 + tl.arange(0, BLOCK_N)
-        mask = (rows[:, None] < N) & cmask[None, :]
-        offs = rows[:, None] * D + cols[None, :]
-        ha, hb, da, db = _load_dhat(ha_ptr, hb_ptr, ma_ptr, mb_ptr, offs, mask, diag, on, off_coef, GRAM)
-        # BatchNorm1d(affine=False) backward: rstd·(g − mean g − x̂·mean(g·x̂))
-        ga = rstd_a[None, :] * (da - sa[None, :] - ha * saa[None, :])
-        gb = rstd_b[None, :] * (db - sb[None, :] - hb * sbb[None, :])
-        tl.store(ga_ptr + offs, ga.to(ga_ptr.dtype.element_ty), mask=mask)
-        tl.store(gb_ptr + offs, gb.to(gb_ptr.dtype.element_ty), mask=mask)
+    out = part_ptr + tl.program_id(1).to(tl.int64) * 4 * D + cols
+    tl.store(out, sa, mask=cmask)
+    tl.store(out + D, sb, mask=cmask)
+    tl.store(out + 2 * D, saa, mask=cmask)
+    tl.store(out + 3 * D, sbb, mask=cmask)
+
+
+@triton.jit
+def _barlow_twins_fwd_kernel(
+    ha_ptr, hb_ptr, ma_ptr, mb_ptr, col_ptr, mean_ptr, ga_ptr, gb_ptr, N, D, off_hi, off_lo,
+    GRAM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+):
+    """BatchNorm1d(affine=False) backward on a (row block, column block) tile:
+    rstd·(g − mean g − x̂·mean(g·x̂)), the column means from ``_barlow_twins_fwd_sums_kernel``."""
+    ACC = ha_ptr.dtype.element_ty
+    off_coef = f64_arg(off_hi, off_lo, ACC)
+    rows = (tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
+    cols = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+    cmask = cols < D
+    mask = (rows[:, None] < N) & cmask[None, :]
+    rstd_a = tl.load(col_ptr + cols, mask=cmask, other=0.0)
+    rstd_b = tl.load(col_ptr + D + cols, mask=cmask, other=0.0)
+    diag = tl.load(col_ptr + 2 * D + cols, mask=cmask, other=0.0)
+    on = tl.load(col_ptr + 3 * D + cols, mask=cmask, other=0.0)
+    sa = tl.load(mean_ptr + cols, mask=cmask, other=0.0)
+    sb = tl.load(mean_ptr + D + cols, mask=cmask, other=0.0)
+    saa = tl.load(mean_ptr + 2 * D + cols, mask=cmask, other=0.0)
+    sbb = tl.load(mean_ptr + 3 * D + cols, mask=cmask, other=0.0)
+    offs = rows[:, None] * D + cols[None, :]
+    ha, hb, da, db = _load_dhat(ha_ptr, hb_ptr, ma_ptr, mb_ptr, offs, mask, diag, on, off_coef, GRAM)
+    ga = rstd_a[None, :] * (da - sa[None, :] - ha * saa[None, :])
+    gb = rstd_b[None, :] * (db - sb[None, :] - hb * sbb[None, :])
+    tl.store(ga_ptr + offs, ga.to(ga_ptr.dtype.element_ty), mask=mask)
+    tl.store(gb_ptr + offs, gb.to(gb_ptr.dtype.element_ty), mask=mask)
 
 
 def _barlow_twins_fwd_fake(z_a, z_b, lambda_param, compute_grad):
@@ -93,17 +112,26 @@ def barlow_twins_fwd(z_a: torch.Tensor, z_b: torch.Tensor, lambda_param: float,
     n, d = z_a.shape
     acc = acc_dtype(z_a.dtype)
     z_a, z_b = row_major(z_a), row_major(z_b)
-    ha, hb, stats = pair_column_stats(z_a, z_b, acc, standardise=True, eps=1e-5)
+    st = pair_column_stats(z_a, z_b, acc, standardise=True, eps=1e-5)
+    ha, hb = st["h"]
     off, diag, ma, mb, gram = offdiag_cross(ha, hb)
-    if gram:
-        stats[2] = diag  # the fp64-accumulated diagonal, consistent with the Gram matrices
-    loss = (1 - stats[2] / n).square().sum() + (lambda_param / n**2) * off.to(acc)
+    if not gram:  # the Gram route's diagonal is fp64-accumulated, consistent with its Gram matrices
+        diag = st["cross"]
+    loss = (1 - diag / n).square().sum() + (lambda_param / n**2) * off.to(acc)
     if not compute_grad:
         return loss, z_a.new_empty(0), z_b.new_empty(0)
+    # per column: rstd_a, rstd_b, diag(ÂᵀB̂), d/dĉ of Σ(1 − c_ii)² with c = Σ â·b̂ / N
+    per_col = torch.cat([st["rstd"], diag[None], ((-2.0 / n) * (1 - diag / n))[None]]).contiguous()
+    off_coef = split_f64(2 * lambda_param / n**2)
+    grid, rows = column_grid(n, d)
+    part = torch.empty((grid[1], 4, d), device=z_a.device, dtype=acc)
+    launch(_barlow_twins_fwd_sums_kernel)[grid](
+        ha, hb, ma, mb, per_col, part, n, d, rows, *off_coef, GRAM=gram, BLOCK_N=cov.BLOCK_N, BLOCK_D=cov.BLOCK_D,
+    )
+    means = part.sum(0) / n
     ga = torch.empty((n, d), device=z_a.device, dtype=z_a.dtype)
     gb = torch.empty((n, d), device=z_b.device, dtype=z_b.dtype)
-    launch(_barlow_twins_fwd_kernel)[(cdiv(d, BLOCK_D),)](
-        ha, hb, ma, mb, stats, ga, gb, n, d, 1.0 / n, 2 * lambda_param / n**2,
-        GRAM=gram, BLOCK_N=BLOCK_N, BLOCK_D=BLOCK_D,
+    launch(_barlow_twins_fwd_kernel)[(cdiv(n, cov.BLOCK_N), cdiv(d, cov.BLOCK_D))](
+        ha, hb, ma, mb, per_col, means, ga, gb, n, d, *off_coef, GRAM=gram, BLOCK_N=cov.BLOCK_N, BLOCK_D=cov.BLOCK_D,
     )
     return loss, ga, gb

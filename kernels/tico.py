@@ -11,53 +11,73 @@ import torch
 import triton
 import triton.language as tl
 
-from sslfast._numerics import NORM_EPS, acc_dtype
+from sslfast._numerics import NORM_EPS, acc_dtype, max_abs, pow2_scale, split_f64
 
-from ._covariance import row_major
+from ._covariance import _tile, f64_arg, row_major
 from ._op import cdiv, kernel_op, launch
 
-BLOCK_N = 16
-BLOCK_D = 64
+MAX_BLOCK_N = 16
+ROW_TILE = 1024  # elements of one (BLOCK_N, BLOCK_D) tile
+TARGET_PROGRAMS = 132  # one wave of a 132-SM H100/H200; tests may lower it
+
+
+def row_blocks(n: int, d: int) -> tuple[int, int]:
+    """``(BLOCK_N, BLOCK_D)``: the largest power-of-two row block ≤ MAX_BLOCK_N that still gives
+    ≥ TARGET_PROGRAMS programs (one per row block; N = 256 → 1 row each), and a column block
+    filling ROW_TILE elements."""
+    block_n = MAX_BLOCK_N
+    while block_n > 1 and cdiv(n, block_n) < TARGET_PROGRAMS:
+        block_n //= 2
+    block_d = max(16, min(triton.next_power_of_2(d), ROW_TILE // block_n))
+    return block_n, block_d
 
 
 @triton.jit
-def _normalize_pair_kernel(a_ptr, b_ptr, ua_ptr, ub_ptr, rows_ptr, N, D, stride_a, stride_b, eps,
-                           BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+def _normalize_pair_kernel(a_ptr, b_ptr, inv_ptr, ua_ptr, ub_ptr, rows_ptr, N, D, stride_a, stride_b,
+                           eps_hi, eps_lo, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+    """u = x/max(‖x‖, eps) per row, in units of the row's power-of-two scale s (``inv_ptr`` = 1/s):
+    y = x/s, u = y/max(‖y‖, eps/s), so ‖x‖² is never formed (it overflows fp32 from |x| ≈ 1e19)."""
     ACC = ua_ptr.dtype.element_ty
-    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    eps = f64_arg(eps_hi, eps_lo, ACC)
+    rows = (tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
     rmask = rows < N
+    inv_a = tl.load(inv_ptr + rows, mask=rmask, other=1.0)
+    inv_b = tl.load(inv_ptr + N + rows, mask=rmask, other=1.0)
     sa = tl.zeros([BLOCK_N], ACC)
     sb = tl.zeros([BLOCK_N], ACC)
     for d0 in range(0, D, BLOCK_D):
         cols = d0 + tl.arange(0, BLOCK_D)
         mask = rmask[:, None] & (cols < D)[None, :]
-        a = tl.load(a_ptr + rows[:, None] * stride_a + cols[None, :], mask=mask, other=0.0).to(ACC)
-        b = tl.load(b_ptr + rows[:, None] * stride_b + cols[None, :], mask=mask, other=0.0).to(ACC)
+        a = _tile(a_ptr, stride_a, rows, cols, mask, ACC) * inv_a[:, None]
+        b = _tile(b_ptr, stride_b, rows, cols, mask, ACC) * inv_b[:, None]
         sa += tl.sum(a * a, 1)
         sb += tl.sum(b * b, 1)
     na = tl.sqrt(sa)
     nb = tl.sqrt(sb)
-    inv_a = 1.0 / tl.maximum(na, eps)
-    inv_b = 1.0 / tl.maximum(nb, eps)
+    inv_a_n = inv_a / tl.maximum(na, eps * inv_a)
+    inv_b_n = inv_b / tl.maximum(nb, eps * inv_b)
     dots = tl.zeros([BLOCK_N], ACC)
     for d0 in range(0, D, BLOCK_D):
         cols = d0 + tl.arange(0, BLOCK_D)
         mask = rmask[:, None] & (cols < D)[None, :]
-        ua = tl.load(a_ptr + rows[:, None] * stride_a + cols[None, :], mask=mask, other=0.0).to(ACC) * inv_a[:, None]
-        ub = tl.load(b_ptr + rows[:, None] * stride_b + cols[None, :], mask=mask, other=0.0).to(ACC) * inv_b[:, None]
+        ua = _tile(a_ptr, stride_a, rows, cols, mask, ACC) * inv_a_n[:, None]
+        ub = _tile(b_ptr, stride_b, rows, cols, mask, ACC) * inv_b_n[:, None]
         dots += tl.sum(ua * ub, 1)
         tl.store(ua_ptr + rows[:, None] * D + cols[None, :], ua, mask=mask)
         tl.store(ub_ptr + rows[:, None] * D + cols[None, :], ub, mask=mask)
-    tl.store(rows_ptr + rows, na, mask=rmask)
-    tl.store(rows_ptr + N + rows, nb, mask=rmask)
+    tl.store(rows_ptr + rows, na / inv_a, mask=rmask)  # ‖x‖: inf only where it is beyond the dtype
+    tl.store(rows_ptr + N + rows, nb / inv_b, mask=rmask)
     tl.store(rows_ptr + 2 * N + rows, dots, mask=rmask)
 
 
 @triton.jit
-def _tico_fwd_kernel(ua_ptr, ub_ptr, p_ptr, rows_ptr, ga_ptr, gb_ptr, N, D, inv_n, two_rho, eps,
-                      BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+def _tico_fwd_kernel(ua_ptr, ub_ptr, p_ptr, rows_ptr, ga_ptr, gb_ptr, N, D, inv_n_hi, inv_n_lo,
+                     two_rho_hi, two_rho_lo, eps_hi, eps_lo, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
     ACC = ua_ptr.dtype.element_ty
-    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    inv_n = f64_arg(inv_n_hi, inv_n_lo, ACC)
+    two_rho = f64_arg(two_rho_hi, two_rho_lo, ACC)
+    eps = f64_arg(eps_hi, eps_lo, ACC)
+    rows = (tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
     rmask = rows < N
     na = tl.load(rows_ptr + rows, mask=rmask, other=1.0)
     nb = tl.load(rows_ptr + N + rows, mask=rmask, other=1.0)
@@ -109,16 +129,19 @@ def tico_fwd(z_a: torch.Tensor, z_b: torch.Tensor, cov: torch.Tensor, beta: floa
     ua = torch.empty((n, d), device=z_a.device, dtype=acc)
     ub = torch.empty((n, d), device=z_a.device, dtype=acc)
     per_row = torch.empty((4, n), device=z_a.device, dtype=acc)  # ‖a‖, ‖b‖, ⟨ûa, ûb⟩, ûa·C'·ûaᵀ
-    grid = (cdiv(n, BLOCK_N),)
-    launch(_normalize_pair_kernel)[grid](z_a, z_b, ua, ub, per_row, n, d, z_a.stride(0), z_b.stride(0), NORM_EPS,
-                                         BLOCK_N=BLOCK_N, BLOCK_D=BLOCK_D)
+    inv = 1 / pow2_scale(torch.stack([max_abs(z_a, 1), max_abs(z_b, 1)]).to(acc))  # exact: powers of two
+    block_n, block_d = row_blocks(n, d)
+    grid = (cdiv(n, block_n),)
+    eps = split_f64(NORM_EPS)
+    launch(_normalize_pair_kernel)[grid](z_a, z_b, inv, ua, ub, per_row, n, d, z_a.stride(0), z_b.stride(0), *eps,
+                                         BLOCK_N=block_n, BLOCK_D=block_d)
     new_cov = torch.addmm(cov.to(acc), ua.T, ua, beta=beta, alpha=(1 - beta) / n)
     p = ua @ new_cov
     if compute_grad:
         ga = torch.empty((n, d), device=z_a.device, dtype=z_a.dtype)
         gb = torch.empty((n, d), device=z_b.device, dtype=z_b.dtype)
-        launch(_tico_fwd_kernel)[grid](ua, ub, p, per_row, ga, gb, n, d, 1.0 / n, 2.0 * rho, NORM_EPS,
-                                        BLOCK_N=BLOCK_N, BLOCK_D=BLOCK_D)
+        launch(_tico_fwd_kernel)[grid](ua, ub, p, per_row, ga, gb, n, d, *split_f64(1.0 / n), *split_f64(2.0 * rho),
+                                        *eps, BLOCK_N=block_n, BLOCK_D=block_d)
         quad = per_row[3].sum()
     else:
         ga, gb = z_a.new_empty(0), z_b.new_empty(0)

@@ -10,12 +10,14 @@ Layers, in order: ``barlow_twins_fwd_torch`` (torch backend; contract of
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_nonnegative, check_pair
-from .._numerics import acc_dtype, offdiag_cross
+from .._numerics import acc_dtype, column_scale, offdiag_cross
 from ..backend import check_backend, resolve_backend
 from ..distributed import check_gather_distributed, gather_pair
 from ._common import creating_graph, differentiable_grads, off_diagonal, scaled
@@ -26,10 +28,19 @@ BN_EPS = 1e-5  # BatchNorm1d's default, as the official code
 
 
 def standardise(z: torch.Tensor, eps: float = BN_EPS) -> tuple[torch.Tensor, torch.Tensor]:
-    """BatchNorm1d(affine=False) in training mode: ``(ẑ, rstd)`` with the biased variance."""
-    zc = z - z.mean(0)
-    rstd = torch.rsqrt(zc.square().mean(0) + eps)
-    return zc * rstd, rstd
+    """BatchNorm1d(affine=False) in training mode: ``(ẑ, rstd)`` with the biased variance.
+
+    Overflow-safe: with s the column's power-of-two scale and y = z/s (|y| < 2), std = hypot(s·σ_y, √eps)
+    and ẑ = (y − ȳ)/hypot(σ_y, √eps/s): no square of z is formed, so 1e20 inputs in fp32 standardise
+    as in fp64 (the variance 1e40 overflowed, rows collapsed to 0 and the loss became D).
+    """
+    s = column_scale(z)
+    yc = z / s
+    yc = yc.sub_(yc.mean(0))
+    sd_y = yc.square().mean(0).sqrt()
+    root_eps = z.new_full((), math.sqrt(eps))
+    rstd = 1 / torch.hypot(s * sd_y, root_eps)
+    return yc.div_(torch.hypot(sd_y, root_eps / s)), rstd
 
 
 def standardise_backward(g: torch.Tensor, zhat: torch.Tensor, rstd: torch.Tensor) -> torch.Tensor:

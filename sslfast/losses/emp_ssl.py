@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_nonnegative, check_positive, stack_views
-from .._numerics import COS_EPS, acc_dtype, coding_rates
+from .._numerics import COS_EPS, acc_dtype, coding_rates, max_abs, pow2_scale, scaled_norm
 from ..backend import check_backend, resolve_backend
 from ._common import creating_graph, differentiable_grads, scaled
 from .coding_rate import total_coding_rate_reference
@@ -29,17 +29,22 @@ def emp_ssl_invariance_torch(z: torch.Tensor, compute_grad: bool):
     acc = acc_dtype(z.dtype)
     x = z.to(acc)
     v, b, _ = x.shape
-    mean = x.mean(0)
-    nz = x.norm(dim=-1, keepdim=True).clamp_min(COS_EPS)
-    nm = mean.norm(dim=-1, keepdim=True).clamp_min(COS_EPS)
-    u, w = x / nz, mean / nm
+    # Overflow-safe: each sample's views are divided by one power-of-two scale (the max over its
+    # views) so neither the view mean nor any squared norm overflows; the eps clamps move to
+    # scaled units (eps/s) and the gradient, homogeneous of degree −1, is divided by s at the end.
+    scale = pow2_scale(max_abs(x, (0, 2)))[:, None]  # (B, 1)
+    y = x / scale
+    mean = y.mean(0)
+    _, nz = scaled_norm(y, scale, COS_EPS)
+    _, nm = scaled_norm(mean, scale, COS_EPS)
+    u, w = y / nz, mean / nm
     cos = (u * w).sum(-1, keepdim=True)
     loss = -cos.mean()
     if not compute_grad:
         return loss, z.new_empty(0)
     direct = (w - cos * u) / nz
     through_mean = (u - cos * w).sum(0) / (nm * v)
-    grad = -(direct + through_mean) / (v * b)
+    grad = (-(direct + through_mean) / (v * b)) / scale
     return loss, grad.to(z.dtype)
 
 

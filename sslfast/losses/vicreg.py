@@ -12,12 +12,14 @@ contract of the Triton launcher ``sslfast.kernels.vicreg.vicreg_fwd``), ``VICReg
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_nonnegative, check_pair, check_positive
-from .._numerics import acc_dtype, offdiag_self
+from .._numerics import acc_dtype, column_scale, offdiag_self, sum_squares
 from ..backend import check_backend, resolve_backend
 from ..distributed import check_gather_distributed, gather_pair
 from ._common import creating_graph, differentiable_grads, off_diagonal, scaled
@@ -25,23 +27,47 @@ from ._common import creating_graph, differentiable_grads, off_diagonal, scaled
 __all__ = ["VICRegLoss", "vicreg_loss", "vicreg_loss_reference"]
 
 
+def scaled_centre(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(yc, s)`` with ``Z − mean(Z) = yc·s``: ``s`` the per-column power-of-two scale of max |Z|.
+
+    Summing Z/s instead of Z keeps the mean finite for any finite input (Σ of 256 values of 3e38
+    overflows fp32), and yc has |yc| < 4, so its squares and Gram entries never overflow.
+    """
+    s = column_scale(z)
+    y = z / s
+    return y.sub_(y.mean(0)), s
+
+
+def column_std(yc: torch.Tensor, s: torch.Tensor, eps: float) -> torch.Tensor:
+    """sqrt(Var_d + eps) (unbiased) of ``Zc = yc·s`` as hypot(s·σ_y, √eps): finite unless it is
+    truly beyond the dtype (Σ zc² overflows fp32 from |z| ≈ 1e18)."""
+    n = yc.shape[0]
+    return torch.hypot(s * (yc.square().sum(0) / (n - 1)).sqrt(), yc.new_full((), math.sqrt(eps)))
+
+
 def vicreg_fwd_torch(z_a, z_b, lambda_param: float, mu_param: float, nu_param: float, eps: float,
                      compute_grad: bool):
-    """VICReg loss and (if ``compute_grad``) dL/dz_a, dL/dz_b; empty tensors otherwise."""
+    """VICReg loss and (if ``compute_grad``) dL/dz_a, dL/dz_b; empty tensors otherwise.
+
+    Overflow-safe: every statistic is formed from power-of-two-scaled data and the scales are folded
+    back where the result is representable (``sslfast._numerics``): the loss is the fp64 value, or
+    inf when that is beyond the accumulation dtype; never a NaN or a finite wrong value for finite
+    inputs.
+    """
     acc = acc_dtype(z_a.dtype)
     za, zb = z_a.to(acc), z_b.to(acc)
     n, d = za.shape
     diff = za - zb
-    flat = diff.reshape(-1)
-    loss = (lambda_param / (n * d)) * torch.dot(flat, flat)  # one pass, no temporary
+    loss = sum_squares(diff, lambda_param / (n * d)) if lambda_param else diff.new_zeros(())
     cov_coef = nu_param / (d * (n - 1) ** 2)
     grads = []
     for z in (za, zb):
-        zc = z - z.mean(0)
-        off, m, s = offdiag_self(zc)
-        sq = s if s is not None else zc.square().sum(0)
-        std = torch.sqrt(sq / (n - 1) + eps)
-        loss = loss + 0.5 * mu_param * torch.relu(1 - std).mean() + cov_coef * off.to(acc)
+        yc, scale = scaled_centre(z)
+        off, m, s, zc = offdiag_self(yc, scale)
+        std = column_std(yc, scale, eps)
+        loss = loss + 0.5 * mu_param * torch.relu(1 - std).mean()
+        if nu_param:  # 0·inf would be NaN where the (unused) covariance overflows
+            loss = loss + (cov_coef * off).to(acc)
         if compute_grad:
             # 4ν/(D(N−1)²)·Zc·Off(C) + var term, in place on m (a fresh GEMM output), one pass:
             # k·(m − zc·s) + zc·v = k·m + zc·(v − k·s) on the Gram route
