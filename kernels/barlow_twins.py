@@ -114,7 +114,7 @@ def barlow_twins_fwd(z_a: torch.Tensor, z_b: torch.Tensor, lambda_param: float,
     z_a, z_b = row_major(z_a), row_major(z_b)
     st = pair_column_stats(z_a, z_b, acc, standardise=True, eps=1e-5)
     ha, hb = st["h"]
-    off, diag, ma, mb, gram = offdiag_cross(ha, hb)
+    off, diag, ma, mb, gram = offdiag_cross(ha, hb, compute_grad)
     if not gram:  # the Gram route's diagonal is fp64-accumulated, consistent with its Gram matrices
         diag = st["cross"]
     loss = (1 - diag / n).square().sum() + (lambda_param / n**2) * off.to(acc)

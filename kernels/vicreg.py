@@ -75,7 +75,7 @@ def vicreg_fwd(z_a: torch.Tensor, z_b: torch.Tensor, lambda_param: float, mu_par
     cov_scale = nu_param / (d * (n - 1) ** 2)
     directions, per_col = [], torch.where(std < 1, -0.5 * mu_param / (d * (n - 1) * std), 0.0)
     for i, yc in enumerate(st["yc"]):
-        off, m, s, zc = offdiag_self(yc, scale[i])
+        off, m, s, zc = offdiag_self(yc, scale[i], compute_grad)
         if nu_param:  # 0·inf would be NaN where the (unused) covariance overflows
             loss = loss + (cov_scale * off).to(acc)
         if s is not None:  # Gram route: Zc·Off(C) = G·Zc − Zc·diag(C)

@@ -156,22 +156,25 @@ def counted_cost(run: Callable[[], object]) -> dict:
 
 def _vicreg(p: dict, s: int, bwd: bool) -> tuple[int, int]:
     # Per view: C = ZcᵀZc (D×D) or G = ZcZcᵀ (N×N, float64, when N < D), then Zc·C or G·Zc for
-    # the gradient direction: 2·N·D·M each, M = min(N, D) (sslfast._numerics.offdiag_self).
+    # the gradient direction (only when a gradient is wanted): 2·N·D·M each, M = min(N, D)
+    # (sslfast._numerics.offdiag_self).
     n, d = p["N"], p["D"]
     m, acc = (n, 8) if n < d else (d, 4)
-    flops = 2 * (2 * n * d * m + 2 * n * d * m)
-    inter = 2 * (2 * m * m * acc + 2 * n * d * s)  # the M×M product and Zc·Off(C), per view
+    flops = 2 * 2 * n * d * m * (2 if bwd else 1)
+    inter = 2 * (2 * m * m * acc + (2 * n * d * s if bwd else 0))  # the M×M product and Zc·Off(C), per view
     return flops, 2 * n * d * s * (2 if bwd else 1) + inter
 
 
 def _barlow_twins(p: dict, s: int, bwd: bool) -> tuple[int, int]:
     # Gram route (N < D): AAᵀ, BBᵀ (float64), then (BBᵀ)A and (AAᵀ)B: 4 products of 2·N²·D.
-    # D×D route: M = ÂᵀB̂, then B̂Mᵀ and ÂM: 3 products of 2·N·D² (offdiag_cross).
+    # D×D route: M = ÂᵀB̂, then B̂Mᵀ and ÂM: 3 products of 2·N·D² (offdiag_cross). The gradient
+    # products (the last two of each) only when a gradient is wanted.
     n, d = p["N"], p["D"]
+    grad_inter = 2 * (2 * n * d * s) if bwd else 0
     if n < d:
-        flops, inter = 4 * 2 * n * n * d, 2 * (2 * n * n * 8) + 2 * (2 * n * d * s)
+        flops, inter = (4 if bwd else 2) * 2 * n * n * d, 2 * (2 * n * n * 8) + grad_inter
     else:
-        flops, inter = 3 * 2 * n * d * d, 2 * d * d * 4 + 2 * (2 * n * d * s)
+        flops, inter = (3 if bwd else 1) * 2 * n * d * d, 2 * d * d * 4 + grad_inter
     return flops, 2 * n * d * s * (2 if bwd else 1) + inter
 
 

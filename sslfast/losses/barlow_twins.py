@@ -54,7 +54,7 @@ def barlow_twins_fwd_torch(z_a, z_b, lambda_param: float, compute_grad: bool):
     n = z_a.shape[0]
     a, ra = standardise(z_a.to(acc))
     b, rb = standardise(z_b.to(acc))
-    off, diag, ma, mb, gram = offdiag_cross(a, b)
+    off, diag, ma, mb, gram = offdiag_cross(a, b, compute_grad)
     c = diag / n
     loss = (1 - c).square().sum() + (lambda_param / n**2) * off.to(acc)
     if not compute_grad:

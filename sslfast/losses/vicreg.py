@@ -63,7 +63,7 @@ def vicreg_fwd_torch(z_a, z_b, lambda_param: float, mu_param: float, nu_param: f
     grads = []
     for z in (za, zb):
         yc, scale = scaled_centre(z)
-        off, m, s, zc = offdiag_self(yc, scale)
+        off, m, s, zc = offdiag_self(yc, scale, compute_grad)
         std = column_std(yc, scale, eps)
         loss = loss + 0.5 * mu_param * torch.relu(1 - std).mean()
         if nu_param:  # 0·inf would be NaN where the (unused) covariance overflows

@@ -53,6 +53,20 @@ def test_fused_formula_matches_the_torch_backends_products(loss, n, d):
     assert fused_cost(loss, case.params, torch.float32, backward=True)["flops"] == counted
 
 
+@pytest.mark.parametrize("n, d", [(8, 32), (32, 8)])
+@pytest.mark.parametrize("loss", ["vicreg", "barlow_twins"])
+def test_forward_alone_runs_no_gradient_products(loss, n, d):
+    """Without a gradient the torch backend runs only the statistics' GEMMs (the forward used to run
+    the gradient products too: twice VICReg's and three times Barlow Twins' D×D FLOPs)."""
+    fn = {"vicreg": F.vicreg_loss, "barlow_twins": F.barlow_twins_loss}[loss]
+    a, b = torch.randn(n, d), torch.randn(n, d)
+    with torch.no_grad():
+        counted = counted_cost(lambda: fn(a, b, backend="torch"))["flops"]
+    assert fused_cost(loss, {"N": n, "D": d}, torch.float32, backward=False)["flops"] == counted
+    m = min(n, d)
+    assert counted == {"vicreg": 2 * 2 * n * d * m, "barlow_twins": 2 * 2 * n * n * d if n < d else 2 * n * d * d}[loss]
+
+
 def test_fused_formula_by_hand():
     # VICReg, N=4 < D=8: per view a Gram (2·N²·D) and G·Zc (2·N²·D) -> 2 views × 2 × 256
     assert fused_cost("vicreg", {"N": 4, "D": 8}, torch.float32, True)["flops"] == 2 * 2 * 2 * 4 * 4 * 8
