@@ -73,16 +73,26 @@ CHUNK = None
 FP32_DOTS = "auto"
 # Largest padded D the gradient kernels serve per dot operand dtype (statically checked for sm_90a
 # with bench/ince_static_check.py: no spills, shared memory ≤ 232,448 B). Above: torch backend.
-MAX_GRAD_DP = {torch.float16: 256, torch.bfloat16: 256, torch.float32: 256, torch.float64: 64}
-MAX_GRAD_DP_IEEE = 128
+# D = 256 spilled at every tile shape tried (16×16 up to 64×64, 4 and 8 warps): serving it needs the
+# gradient split over D across programs.
+MAX_GRAD_DP = {torch.float16: 128, torch.bfloat16: 128, torch.float32: 128, torch.float64: 64}
+MAX_GRAD_DP_IEEE = 64
 WIDE_FROM = 2**31  # int64 offsets once an offset can reach this
 
 
 class Plan(NamedTuple):
-    bm: int  # query rows per program
-    bn: int  # key rows per tile
+    bm: int  # query rows per program (forward / bank kernel)
+    bn: int  # key rows per streamed tile
     bk: int  # D chunk of the similarity dots (= dp: whole-D tiles)
     warps: int
+    kbn: int  # keys kernel: key rows per program
+    kbm: int  # keys kernel: query rows per streamed tile
+    kwarps: int
+
+
+def _plan_tiles(tiles):
+    """((BM, BN, warps) of the forward kernels, (BN, BM, warps) of the keys kernel)."""
+    return tiles if isinstance(tiles[0], tuple) else (tiles, (tiles[1], tiles[0], tiles[2]))
 
 
 def _padded(d: int) -> int:
@@ -134,23 +144,42 @@ def fused_supported(d: int, dtype: torch.dtype, compute_grad: bool) -> bool:
     return not compute_grad or _padded(d) <= _max_grad_dp(dtype)
 
 
+# Gradient-path tiles by dot kind and padded D: ((BM, BN, warps) forward/bank, (BN, BM, warps) keys).
+# Chosen from bench/ince_static_check.py on sm_90a (triton 3.9): the largest tiles without register
+# spills. tf32x3 splits every fp32 operand in two (hi + lo), so it needs the smallest tiles.
+GRAD_TILES = {
+    "16bit": {64: ((64, 64, 8), (64, 64, 8)), 128: ((32, 32, 8), (32, 32, 8))},
+    "tf32": {128: ((32, 32, 8), (32, 32, 8))},
+    "tf32x3": {64: ((32, 32, 8), (32, 32, 8)), 128: ((16, 32, 4), (16, 32, 8))},
+    "ieee": {64: ((32, 32, 4), (16, 32, 4))},
+    "fp64": {64: ((16, 32, 4), (16, 32, 4))},
+}
+
+
+def _dot_kind(dtype: torch.dtype) -> str:
+    if dtype == torch.float64:
+        return "fp64"
+    if dtype == torch.float32:
+        return _precision(dtype)
+    return "16bit"
+
+
 def _plan(dp: int, dtype: torch.dtype, compute_grad: bool) -> Plan:
-    """Tiles by padded D, operand dtype and gradient (whole-D tiles with one, D chunks without)."""
+    """Tiles by padded D, dot kind and gradient (whole-D tiles with one, D chunks without)."""
     itemsize = torch.empty((), dtype=_operand_dtype(dtype)).element_size()
-    exact32 = dtype == torch.float32 and _precision(dtype) == "ieee"
     bk = dp if compute_grad else min(dp, 256 // itemsize)  # 256-byte row chunks
     if CHUNK is not None and not compute_grad:
         bk = min(CHUNK, dp)
     if TILES is not None:
-        bm, bn, warps = TILES
-        return Plan(bm, bn, bk, warps)
-    if itemsize == 8 or exact32:
-        return Plan(32, 32, bk, 4)
-    if not compute_grad:
-        return Plan(64, 64, bk, 4)
-    if itemsize == 2:
-        return Plan(64, 64 if dp <= 128 else 32, bk, 4 if dp <= 64 else 8)
-    return Plan(64, 64 if dp <= 64 else 32, bk, 4 if dp <= 64 else 8)
+        (bm, bn, w), (kbn, kbm, kw) = _plan_tiles(TILES)
+    elif compute_grad:
+        table = GRAD_TILES[_dot_kind(dtype)]
+        (bm, bn, w), (kbn, kbm, kw) = table[min(k for k in table if k >= dp)]
+    elif itemsize == 8 or _precision(dtype) == "ieee":
+        (bm, bn, w), (kbn, kbm, kw) = (32, 32, 4), (32, 32, 4)
+    else:
+        (bm, bn, w), (kbn, kbm, kw) = (64, 64, 4), (64, 64, 4)
+    return Plan(bm, bn, bk, w, kbn, kbm, kw)
 
 
 def _bits(x: float) -> int:
@@ -359,6 +388,8 @@ def _multicrop_infonce_fwd_kernel(
         BN, BK, DP,
     )
     lse_all = m + tl.log(tl.where(rmask, l, 1.0))  # padded rows: no log(0) warnings
+    if BK == DP:  # reloaded (L2), not kept live across the key loop: register pressure
+        q = tl.load(u_ptr + qoff[:, None] + cols[None, :], mask=rmask[:, None] & (cols < D)[None, :], other=0.0)
     # Positives: the same image in the other views, found by index.
     mp = tl.full([BM], NEG_BIG, ACC)
     lp = tl.zeros([BM], ACC)
@@ -440,7 +471,7 @@ def _multicrop_infonce_fwd_keys_kernel(
     acc = acc / cn
     # Key j is a positive of the other views of its image, when that image is one of ours.
     local = kmask & (kb >= b0) & (kb < b0 + Bq)
-    kf = k.to(ACC)
+    kf = tl.load(u_ptr + koff[:, None] + cols[None, :], mask=tile_mask, other=0.0).to(ACC)  # reloaded: see fwd
     for v in range(0, V):
         pmask = local & (kview != v)
         qi = v * Bq + (kb - b0)
@@ -508,6 +539,8 @@ def _nt_xent_bank_fwd_kernel(
         q, u_ptr, qoff, rmask, bank_ptr, K, D, stride_bank, rows, inv_t, m, l, acc, False, COMPUTE_GRAD, WIDE,
         PRECISION, BN, BK, DP,
     )
+    if BK == DP:  # reloaded (L2), not kept live across the bank loop: register pressure
+        q = tl.load(u_ptr + qoff[:, None] + cols[None, :], mask=rmask[:, None] & (cols < D)[None, :], other=0.0)
     sp, kp = _row_dot(q, u_ptr, qoff, u_ptr, poff, rmask, D, ACC, BK, DP)
     sp = sp * inv_t
     m_t = tl.maximum(m, sp)
@@ -613,7 +646,7 @@ def multicrop_infonce_fwd(
     if not compute_grad:
         return loss, z.new_empty(0)
     grad = torch.empty((v, bg, d), device=z.device, dtype=z.dtype)
-    launch(_multicrop_infonce_fwd_keys_kernel)[(cdiv(v * bg, plan.bn),)](
+    launch(_multicrop_infonce_fwd_keys_kernel)[(cdiv(v * bg, plan.kbn),)](
         u,
         norm,
         scale,
@@ -629,10 +662,10 @@ def multicrop_infonce_fwd(
         _bits(NORM_EPS),
         WIDE=wide,
         PRECISION=prec,
-        BM=plan.bm,
-        BN=plan.bn,
+        BM=plan.kbm,
+        BN=plan.kbn,
         DP=dp,
-        num_warps=plan.warps,
+        num_warps=plan.kwarps,
     )
     return loss, grad
 

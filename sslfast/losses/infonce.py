@@ -213,8 +213,8 @@ def _infonce_backend(
     """The backend that runs: ``auto`` takes the dense torch path below INFONCE_TILED_MIN_ENTRIES
     similarities; ``triton`` (asked or chosen) falls back to torch where the fused kernels cannot serve
     (D, dtype, gradient) without spilling registers or overrunning shared memory
-    (``sslfast.kernels.infonce.fused_supported``: with a gradient, padded D ≤ 256 for fp32/bf16/fp16,
-    ≤ 128 for exact fp32 dots, ≤ 64 for fp64; without one, every D)."""
+    (``sslfast.kernels.infonce.fused_supported``: with a gradient, padded D ≤ 128 for fp32/bf16/fp16,
+    ≤ 64 for exact fp32 dots and fp64; without one, every D)."""
     resolved = resolve_backend(backend, device)
     if backend == "auto" and resolved == "triton" and entries < INFONCE_TILED_MIN_ENTRIES:
         return "torch"

@@ -122,13 +122,13 @@ def test_memory_bank_chunked_and_multitile(monkeypatch):
 
 def test_fused_supported_rule(monkeypatch):
     for dtype in (torch.float32, torch.bfloat16, torch.float16):
-        assert K.fused_supported(256, dtype, True) and not K.fused_supported(257, dtype, True)
+        assert K.fused_supported(128, dtype, True) and not K.fused_supported(129, dtype, True)
     assert K.fused_supported(64, torch.float64, True) and not K.fused_supported(65, torch.float64, True)
     for dtype in TOLS:
         assert K.fused_supported(8192, dtype, False)  # forward only: any D
     monkeypatch.setattr(K, "FP32_DOTS", "ieee")
-    assert K.fused_supported(128, torch.float32, True) and not K.fused_supported(129, torch.float32, True)
-    with pytest.raises(ValueError, match=r"D = 300 with a gradient exceeds.*128 for torch.float32.*torch backend"):
+    assert K.fused_supported(64, torch.float32, True) and not K.fused_supported(65, torch.float32, True)
+    with pytest.raises(ValueError, match=r"D = 300 with a gradient exceeds.*64 for torch.float32.*torch backend"):
         getattr(K.multicrop_infonce_fwd, "_init_fn", K.multicrop_infonce_fwd)(
             torch.zeros(2, 3, 300), torch.ones(2, 3), 0.1, 0, 3, True
         )
@@ -202,9 +202,9 @@ def test_int64_offsets_from_two_to_the_31(monkeypatch):
     monkeypatch.setattr(K, "launch", record)
     mc = getattr(K.multicrop_infonce_fwd, "_init_fn", K.multicrop_infonce_fwd)
     meta = torch.device("meta")
-    for b, wide in ((2**22, True), (2**22 - 1, False)):  # 2 views × b rows × D = 256
+    for b, wide in ((2**23, True), (2**23 - 1, False)):  # 2 views × b rows × D = 128
         seen.clear()
-        z = torch.empty(2, b, 256, device=meta)
+        z = torch.empty(2, b, 128, device=meta)
         mc(z, torch.empty(2, b, device=meta), 0.1, 0, b, True)
         assert [w for _, w in seen] == [wide] * 3, seen
     bank_fn = getattr(K.nt_xent_bank_fwd, "_init_fn", K.nt_xent_bank_fwd)
