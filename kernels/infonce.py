@@ -128,7 +128,9 @@ def _precision(dtype: torch.dtype) -> str:
 
 
 def _max_grad_dp(dtype: torch.dtype) -> int:
-    if dtype == torch.float32 and _precision(dtype) == "ieee":
+    # FP32_DOTS only: the routing runs outside the op, where torch.compile cannot trace
+    # torch.get_float32_matmul_precision (a str-returning torch.* call)
+    if dtype == torch.float32 and FP32_DOTS == "ieee":
         return MAX_GRAD_DP_IEEE
     return MAX_GRAD_DP[_operand_dtype(dtype)]
 
@@ -148,12 +150,15 @@ def fused_supported(d: int, dtype: torch.dtype, compute_grad: bool) -> bool:
 # Chosen from bench/ince_static_check.py on sm_90a (triton 3.9): the largest tiles without register
 # spills. tf32x3 splits every fp32 operand in two (hi + lo), so it needs the smallest tiles.
 GRAD_TILES = {
-    "16bit": {64: ((64, 64, 8), (64, 64, 8)), 128: ((32, 32, 8), (32, 32, 8))},
-    "tf32": {128: ((32, 32, 8), (32, 32, 8))},
-    "tf32x3": {64: ((32, 32, 8), (32, 32, 8)), 128: ((16, 32, 4), (16, 32, 8))},
+    "16bit": {32: ((32, 32, 4), (32, 32, 4)), 64: ((64, 64, 8), (64, 64, 8)), 128: ((32, 32, 8), (32, 32, 8))},
+    "tf32": {32: ((32, 32, 4), (32, 32, 4)), 128: ((32, 32, 8), (32, 32, 8))},
+    "tf32x3": {32: ((32, 32, 4), (32, 32, 4)), 64: ((32, 32, 8), (32, 32, 8)), 128: ((16, 32, 4), (16, 32, 8))},
     "ieee": {64: ((32, 32, 4), (16, 32, 4))},
     "fp64": {64: ((16, 32, 4), (16, 32, 4))},
 }
+# Forward-only tiles (BM, BN, warps) and D chunk BK (elements), same check.
+FWD_TILES = {"16bit": (64, 64, 8, 64), "tf32": (64, 64, 8, 64), "tf32x3": (64, 64, 8, 64), "ieee": (16, 32, 4, 32),
+             "fp64": (32, 32, 4, 32)}
 
 
 def _dot_kind(dtype: torch.dtype) -> str:
@@ -166,19 +171,23 @@ def _dot_kind(dtype: torch.dtype) -> str:
 
 def _plan(dp: int, dtype: torch.dtype, compute_grad: bool) -> Plan:
     """Tiles by padded D, dot kind and gradient (whole-D tiles with one, D chunks without)."""
-    itemsize = torch.empty((), dtype=_operand_dtype(dtype)).element_size()
-    bk = dp if compute_grad else min(dp, 256 // itemsize)  # 256-byte row chunks
-    if CHUNK is not None and not compute_grad:
-        bk = min(CHUNK, dp)
+    kind = _dot_kind(dtype)
+    if compute_grad and TILES is not None:
+        (bm, bn, w), (kbn, kbm, kw) = _plan_tiles(TILES)
+        bk = dp
+    elif compute_grad:
+        table = GRAD_TILES[kind]
+        fits = [k for k in table if k >= dp]
+        if not fits:
+            raise ValueError(f"no fused gradient tiles for padded D = {dp} ({kind} dots): see fused_supported")
+        (bm, bn, w), (kbn, kbm, kw) = table[min(fits)]
+        bk = dp
+    else:
+        bm, bn, w, bk = FWD_TILES[kind]
+        kbn, kbm, kw = bn, bm, w
+        bk = min(CHUNK or bk, dp)
     if TILES is not None:
         (bm, bn, w), (kbn, kbm, kw) = _plan_tiles(TILES)
-    elif compute_grad:
-        table = GRAD_TILES[_dot_kind(dtype)]
-        (bm, bn, w), (kbn, kbm, kw) = table[min(k for k in table if k >= dp)]
-    elif itemsize == 8 or _precision(dtype) == "ieee":
-        (bm, bn, w), (kbn, kbm, kw) = (32, 32, 4), (32, 32, 4)
-    else:
-        (bm, bn, w), (kbn, kbm, kw) = (64, 64, 4), (64, 64, 4)
     return Plan(bm, bn, bk, w, kbn, kbm, kw)
 
 
