@@ -169,8 +169,12 @@ def _dot_kind(dtype: torch.dtype) -> str:
     return "16bit"
 
 
-def _plan(dp: int, dtype: torch.dtype, compute_grad: bool) -> Plan:
-    """Tiles by padded D, dot kind and gradient (whole-D tiles with one, D chunks without)."""
+# int64 offsets cost registers: above padded D = 64 the gradient kernels then take these tiles
+WIDE_GRAD_TILES = ((16, 16, 4), (16, 32, 8))
+
+
+def _plan(dp: int, dtype: torch.dtype, compute_grad: bool, wide: bool = False) -> Plan:
+    """Tiles by padded D, dot kind, gradient (whole-D tiles with one, D chunks without) and offset width."""
     kind = _dot_kind(dtype)
     if compute_grad and TILES is not None:
         (bm, bn, w), (kbn, kbm, kw) = _plan_tiles(TILES)
@@ -180,7 +184,7 @@ def _plan(dp: int, dtype: torch.dtype, compute_grad: bool) -> Plan:
         fits = [k for k in table if k >= dp]
         if not fits:
             raise ValueError(f"no fused gradient tiles for padded D = {dp} ({kind} dots): see fused_supported")
-        (bm, bn, w), (kbn, kbm, kw) = table[min(fits)]
+        (bm, bn, w), (kbn, kbm, kw) = WIDE_GRAD_TILES if wide and dp > 64 else table[min(fits)]
         bk = dp
     else:
         bm, bn, w, bk = FWD_TILES[kind]
@@ -624,8 +628,8 @@ def multicrop_infonce_fwd(
     u, norm = _normalize(z.reshape(v * bg, d), _operand_dtype(z.dtype))
     nq = v * q_count
     dp = _padded(d)
-    plan = _plan(dp, z.dtype, compute_grad)
     wide = _wide_offsets(v * bg * dp)
+    plan = _plan(dp, z.dtype, compute_grad, wide)
     scale = row_scale.to(acc).contiguous()
     stats = torch.empty((2, nq), device=z.device, dtype=acc)  # LSE_all, LSE_pos per query row
     dq = torch.empty((nq, d), device=z.device, dtype=acc) if compute_grad else stats
@@ -704,7 +708,8 @@ def nt_xent_bank_fwd(
     u, norm = _normalize(torch.cat([out0, out1]), op_dtype)
     bank = row_major(bank.to(op_dtype))
     dp = _padded(d)
-    plan = _plan(dp, out0.dtype, compute_grad)
+    wide = _wide_offsets(2 * b * dp, bank.shape[0] * max(bank.stride(0), dp))
+    plan = _plan(dp, out0.dtype, compute_grad, wide)
     stats = torch.empty((2, b), device=out0.device, dtype=acc)
     grad = torch.empty((2, b, d), device=out0.device, dtype=out0.dtype) if compute_grad else stats
     launch(_nt_xent_bank_fwd_kernel)[(cdiv(b, plan.bm),)](
@@ -721,7 +726,7 @@ def nt_xent_bank_fwd(
         _bits(1.0 / b),
         _bits(NORM_EPS),
         COMPUTE_GRAD=compute_grad,
-        WIDE=_wide_offsets(2 * b * dp, bank.shape[0] * max(bank.stride(0), dp)),
+        WIDE=wide,
         PRECISION=_precision(out0.dtype),
         BM=plan.bm,
         BN=plan.bn,
