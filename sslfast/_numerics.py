@@ -92,6 +92,26 @@ def scaled_norm(y: torch.Tensor, scale: torch.Tensor, eps: float) -> tuple[torch
     return norm, torch.maximum(norm, eps / scale)
 
 
+def normalize_rows(x: torch.Tensor, eps: float = NORM_EPS) -> tuple[torch.Tensor, torch.Tensor]:
+    """F.normalize over dim 1, overflow- and underflow-safe: ``(u, ‖x‖)`` with u = x / max(‖x‖, eps).
+
+    ‖x‖² overflows once |x| ≈ 1.8e19 in fp32/bf16 (1.3e154 in fp64) and underflows below ≈1e-19, and
+    F.normalize then returns a finite wrong row (zeros). Each row is first divided by its max |x|
+    (a, detached: u does not depend on it), so the sum of squares lies in [1, D]; ‖x‖ = a·‖x/a‖ is
+    stored for the backward (it may round to inf only where 1/‖x‖ underflows anyway). Rows with
+    ‖x‖ ≤ eps give x/eps, as F.normalize. Any NaN or inf in a row puts a NaN into its u (inf/inf), so a
+    non-finite input can never become a finite loss.
+    """
+    a = x.detach().abs().amax(1, keepdim=True)
+    a = torch.where(a > 0, a, torch.ones_like(a))  # zero rows: x/1 (a NaN row keeps its NaN through x)
+    xs = x / a
+    r = torch.linalg.vector_norm(xs, dim=1, keepdim=True)
+    norm = a * r
+    # NaN compares False with `norm <= eps`, so a non-finite row takes xs / r: NaN in every entry
+    u = torch.where(norm <= eps, x / eps, xs / torch.where(r > 0, r, torch.ones_like(r)))
+    return u, norm
+
+
 def normalize_backward(g: torch.Tensor, u: torch.Tensor, norm: torch.Tensor, eps: float = NORM_EPS) -> torch.Tensor:
     """Backward of u = x / max(‖x‖, eps) (F.normalize) for rows of ``g``/``u``; ``norm`` = ‖x‖ (N, 1)."""
     proj = g - u * (u * g).sum(1, keepdim=True)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_int, check_pair, check_temperature, check_tensor, stack_views
-from .._numerics import NORM_EPS, acc_dtype, normalize_backward
+from .._numerics import NORM_EPS, acc_dtype, normalize_backward, normalize_rows
 from ..backend import check_backend, resolve_backend
 from ..distributed import check_gather_distributed, gather, rank, world_size
 from ._common import creating_graph, differentiable_grads, scaled
@@ -59,9 +59,7 @@ def multicrop_infonce_fwd_torch(z, row_scale, temperature: float, q_start: int, 
     """
     acc = acc_dtype(z.dtype)
     v, bg, d = z.shape
-    x = z.to(acc).reshape(v * bg, d)
-    norm = x.norm(dim=1, keepdim=True)
-    u = x / norm.clamp_min(NORM_EPS)
+    u, norm = normalize_rows(z.to(acc).reshape(v * bg, d))  # overflow-safe F.normalize
     dev = z.device
     views = torch.arange(v, device=dev)
     img = torch.arange(q_start, q_start + q_count, device=dev)
@@ -94,9 +92,8 @@ def nt_xent_bank_fwd_torch(out0, out1, bank, temperature: float, compute_grad: b
     Returns the loss and the stacked (2, B, D) gradient [dL/dout0, dL/dout1]; the bank is constant.
     """
     acc = acc_dtype(out0.dtype)
-    a, b = out0.to(acc), out1.to(acc)
-    na, nb = a.norm(dim=1, keepdim=True), b.norm(dim=1, keepdim=True)
-    u0, u1 = a / na.clamp_min(NORM_EPS), b / nb.clamp_min(NORM_EPS)
+    u0, na = normalize_rows(out0.to(acc))  # overflow-safe F.normalize
+    u1, nb = normalize_rows(out1.to(acc))
     neg = bank.to(acc)
     logits = torch.cat([(u0 * u1).sum(1, keepdim=True), u0 @ neg.T], 1) / temperature
     lse = torch.logsumexp(logits, 1)
@@ -209,11 +206,28 @@ class NTXentBankFunction(torch.autograd.Function):
 # ---------------------------------------------------------------------------------------------
 
 
-def _infonce_backend(backend: str, device: torch.device, entries: int) -> str:
+def _infonce_backend(
+    backend: str, device: torch.device, entries: int, d: int | None = None, dtype: torch.dtype | None = None,
+    compute_grad: bool = False,
+) -> str:
+    """The backend that runs: ``auto`` takes the dense torch path below INFONCE_TILED_MIN_ENTRIES
+    similarities; ``triton`` (asked or chosen) falls back to torch where the fused kernels cannot serve
+    (D, dtype, gradient) without spilling registers or overrunning shared memory
+    (``sslfast.kernels.infonce.fused_supported``: with a gradient, padded D ≤ 128 for fp32/bf16/fp16,
+    ≤ 64 for exact fp32 dots and fp64; without one, every D)."""
     resolved = resolve_backend(backend, device)
     if backend == "auto" and resolved == "triton" and entries < INFONCE_TILED_MIN_ENTRIES:
         return "torch"
+    if resolved == "triton" and d is not None:
+        from sslfast.kernels.infonce import fused_supported  # triton is importable: resolved to it
+
+        if not fused_supported(d, dtype, compute_grad):
+            return "torch"
     return resolved
+
+
+def _wants_grad(*xs: torch.Tensor) -> bool:
+    return torch.is_grad_enabled() and any(x.requires_grad for x in xs)
 
 
 def _row_weights(weights, v: int, b: int, device: torch.device) -> torch.Tensor:
@@ -290,7 +304,8 @@ def multicrop_infonce_loss(
     else:
         w_all = gather(w, 1) if distributed else w
         scale = _weight_scale(w, w_all, v * b)
-    backend = _infonce_backend(backend, views.device, v * b * keys.shape[0] * keys.shape[1])
+    backend = _infonce_backend(backend, views.device, v * b * keys.shape[0] * keys.shape[1], views.shape[2],
+                               views.dtype, _wants_grad(views))
     if backend == "reference":
         if not distributed:
             return multicrop_infonce_loss_reference(views, temperature, weights=w)
@@ -326,14 +341,16 @@ def nt_xent_loss(
         if memory_bank.device != out0.device:
             raise ValueError(f"memory_bank must be on out0's device {out0.device}, got {memory_bank.device}")
         bank = memory_bank.detach()
-        backend = _infonce_backend(backend, out0.device, b * (bank.shape[0] + 1))
+        backend = _infonce_backend(
+            backend, out0.device, b * (bank.shape[0] + 1), d, out0.dtype, _wants_grad(out0, out1)
+        )
         if backend == "reference":
             return nt_xent_loss_reference(out0, out1, temperature, negatives=bank.clone())
         return NTXentBankFunction.apply(out0, out1, bank, temperature, backend)
     if check_backend(backend) == "reference":
         if gather_distributed and world_size() > 1:
-            large0 = gather(F.normalize(out0, dim=1))
-            large1 = gather(F.normalize(out1, dim=1))
+            large0 = gather(normalize_rows(out0)[0])
+            large1 = gather(normalize_rows(out1)[0])
             return nt_xent_loss_reference(out0, out1, temperature, out0_large=large0, out1_large=large1, rank=rank())
         return nt_xent_loss_reference(out0, out1, temperature)
     return multicrop_infonce_loss(torch.stack([out0, out1]), temperature=temperature,
@@ -427,7 +444,7 @@ class NTXentLoss(nn.Module):
 
     @torch.no_grad()
     def _enqueue(self, out1: torch.Tensor) -> None:
-        keys = F.normalize(out1.detach().to(acc_dtype(out1.dtype)), dim=1).to(self.bank.dtype)
+        keys = normalize_rows(out1.detach().to(acc_dtype(out1.dtype)))[0].to(self.bank.dtype)
         if self.gather_distributed and world_size() > 1:
             keys = gather(keys)
         k, n = self.bank.shape[0], keys.shape[0]
@@ -477,8 +494,8 @@ def nt_xent_loss_reference(
       (local queries against global keys, labels offset by ``rank``·B).
     """
     batch_size = out0.shape[0]
-    out0 = F.normalize(out0, dim=1)
-    out1 = F.normalize(out1, dim=1)
+    out0 = normalize_rows(out0)[0]  # F.normalize, without its overflow of ‖x‖² (finite wrong rows)
+    out1 = normalize_rows(out1)[0]
     if negatives is not None:
         negatives = negatives.to(out0.dtype).T
         sim_pos = torch.einsum("nc,nc->n", out0, out1).unsqueeze(-1)
@@ -515,7 +532,7 @@ def multicrop_infonce_loss_reference(
     ``reduction="none"`` returns the (V, B) per-row losses (unweighted).
     """
     v, b, d = z.shape
-    z = F.normalize(z.reshape(v * b, d), dim=-1)
+    z = normalize_rows(z.reshape(v * b, d))[0]  # F.normalize, without its overflow of ‖x‖²
     indexes = torch.arange(b, device=z.device).repeat(v)
     sim = torch.einsum("if,jf->ij", z, z) / temperature
     pos_mask = indexes[:, None] == indexes[None, :]

@@ -109,16 +109,31 @@ def test_multicrop_triton_fp64(b, v, d, t):
     assert close(out, ref, 1e-12) and close(g, gref, 1e-10)
 
 
-def test_fp32_dot_precision_follows_torchs_matmul_setting():
-    from sslfast.kernels.infonce import _precision
+def test_dot_precision_per_dtype_and_setting(monkeypatch):
+    """fp32: tf32x3 at torch's "highest" (≈fp32 on tensor cores), tf32 at "high"/"medium", exact
+    "ieee" only on request (FP32_DOTS); bf16/fp16 operands in their own dtype; fp64 "ieee"."""
+    import sslfast.kernels.infonce as K
 
     before = torch.get_float32_matmul_precision()
     try:
         torch.set_float32_matmul_precision("highest")
-        assert _precision(torch.float32) == "ieee"
-        torch.set_float32_matmul_precision("high")
-        assert _precision(torch.float32) == "tf32"
-        assert _precision(torch.float64) == "ieee" and _precision(torch.bfloat16) == "tf32"
+        assert K._precision(torch.float32) == "tf32x3"
+        for setting in ("high", "medium"):
+            torch.set_float32_matmul_precision(setting)
+            assert K._precision(torch.float32) == "tf32"
+        monkeypatch.setattr(K, "FP32_DOTS", "ieee")
+        assert K._precision(torch.float32) == "ieee"
+        plan = K._plan(64, torch.float32, True)
+        assert plan.bm * plan.bn <= 32 * 32 and plan.kbm * plan.kbn <= 32 * 32  # exact FMA dots: small tiles
+        monkeypatch.setattr(K, "FP32_DOTS", "fast")
+        with pytest.raises(ValueError, match="FP32_DOTS must be 'auto' or 'ieee', got 'fast'"):
+            K._precision(torch.float32)
+        monkeypatch.setattr(K, "FP32_DOTS", "auto")
+        assert K._precision(torch.float64) == "ieee"
+        for dtype in (torch.bfloat16, torch.float16):
+            assert K._precision(dtype) == "ieee"  # the operands are 16-bit: input_precision is moot
+        assert K._operand_dtype(torch.float16) == torch.float16
+        assert K._operand_dtype(torch.float32) == torch.float32 and K._operand_dtype(torch.float64) == torch.float64
     finally:
         torch.set_float32_matmul_precision(before)
 
