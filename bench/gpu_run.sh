@@ -2,7 +2,7 @@
 # GPU session runbook, one stage per call: every stage fits in one 10-minute device call and
 # writes its JSON (and logs) under $OUT (default bench/results).
 #
-#   bash bench/gpu_run.sh STAGE [STAGE ...]      stages: tests losses augment epoch tta tta-vit all
+#   bash bench/gpu_run.sh STAGE [STAGE ...]      stages: tests gate losses augment epoch tta tta-vit all
 #
 # Runs on a CUDA machine that already has torch + triton and no registry access (the lent
 # H100/H200: torch 2.11+cu130, triton 3.6, no DALI). CIFAR-10 is read from $SSLFAST_DATA
@@ -10,7 +10,7 @@
 set -uo pipefail  # pipefail: a stage's status is its command's, not tee's
 export PYTHONUNBUFFERED=1
 if [ $# -eq 0 ]; then
-  echo "usage: bash bench/gpu_run.sh STAGE [STAGE ...]; stages: tests losses augment epoch tta tta-vit all" >&2
+  echo "usage: bash bench/gpu_run.sh STAGE [STAGE ...]; stages: tests gate losses augment epoch tta tta-vit all" >&2
   echo "(one device call allows 10 minutes: give one stage per call; 'all' is for an unlimited machine)" >&2
   exit 2
 fi
@@ -42,6 +42,10 @@ stage() {
     tests)  # the whole suite on the GPU: CUDA-only tests run, the rest run for real instead of interpreted
       timeout "${STAGE_TIMEOUT:-570}" python -m pytest tests -q -p no:cacheprovider -m "not slow" \
         --junitxml="$OUT/gpu-tests.xml" 2>&1 | log ;;
+    # The static gate's twin: every captured kernel variant of the quick grid launched for real
+    # (gate-full: every case of the full grid small enough to allocate).
+    gate)      bench gate --launch --quick ;;
+    gate-full) bench gate --launch ;;
     losses)  bench losses ;;
     augment) bench augment ;;
     epoch)   bench epoch ;;
@@ -51,8 +55,8 @@ stage() {
     tta)     bench tta --recipe emp_ssl_reference --recipe emp_ssl --seeds 3 --reference-seeds 1 \
                --reference-max-train-seconds "${REFERENCE_BUDGET_S:-150}" ;;
     tta-vit) bench tta --recipe emp_ssl_vit_tiny --seeds 3 ;;
-    all)     for s in tests losses augment epoch tta tta-vit; do stage "$s" || return; done ;;
-    *) echo "unknown stage $1 (tests losses augment epoch tta tta-vit all)" >&2; return 2 ;;
+    all)     for s in tests gate losses augment epoch tta tta-vit; do stage "$s" || return; done ;;
+    *) echo "unknown stage $1 (tests gate gate-full losses augment epoch tta tta-vit all)" >&2; return 2 ;;
   esac
 }
 

@@ -23,5 +23,5 @@ def test_no_stage_is_a_usage_error_not_a_30_minute_run(tmp_path):
 
 def test_every_stage_it_names_is_handled():
     text = SCRIPT.read_text()
-    for stage in ("tests", "losses", "augment", "epoch", "tta", "tta-vit", "all"):
+    for stage in ("tests", "gate", "gate-full", "losses", "augment", "epoch", "tta", "tta-vit", "all"):
         assert f"\n    {stage})" in text, stage
