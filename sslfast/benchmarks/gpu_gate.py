@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import itertools
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -383,8 +385,13 @@ def compile_variant(module: str, kernel: str, signature: dict, constexprs: dict,
     tgt = target()
     opts = make_backend(tgt).parse_options(dict(options))
     t0 = time.perf_counter()
+    # Triton's own ptxas run (its flags: 3.9 adds --regAllocOptLevel=2) prints its -v log when
+    # asked: those are the numbers of the cubin a GPU would load, at no second ptxas run.
+    triton.knobs.nvidia.dump_ptxas_log = True
+    log = io.StringIO()
     try:
-        compiled = triton.compile(ASTSource(fn, signature, constexprs, attrs), target=tgt, options=opts.__dict__)
+        with contextlib.redirect_stdout(log):
+            compiled = triton.compile(ASTSource(fn, signature, constexprs, attrs), target=tgt, options=opts.__dict__)
     except Exception as e:  # the failure itself is the finding
         msg = " ".join(str(e).split())
         return {"compiles": False, "error": f"{type(e).__name__}: {msg[:400]}"}
@@ -400,13 +407,16 @@ def compile_variant(module: str, kernel: str, signature: dict, constexprs: dict,
         out["dot_path"] = "mma"
     else:
         out["dot_path"] = "fma"
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "k.ptx")
-        with open(path, "w") as f:
-            f.write(ptx)
-        res = subprocess.run([get_ptxas(90).path, "-v", "--gpu-name", "sm_90a", path, "-o", os.devnull],
-                             capture_output=True, text=True)
-    text = res.stdout + res.stderr
+    text, returncode = log.getvalue(), 0
+    out["ptxas_log"] = "triton" if "registers" in text else "gate"
+    if out["ptxas_log"] == "gate":  # a cache hit runs no ptxas: assemble the PTX ourselves
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "k.ptx")
+            with open(path, "w") as f:
+                f.write(ptx)
+            res = subprocess.run([get_ptxas(90).path, "-v", "--gpu-name", "sm_90a", path, "-o", os.devnull],
+                                 capture_output=True, text=True)
+        text, returncode = res.stdout + res.stderr, res.returncode
     regs = stack = spill_st = spill_ld = 0
     for m in _PTXAS.finditer(text):
         if m.group(1):
@@ -414,7 +424,7 @@ def compile_variant(module: str, kernel: str, signature: dict, constexprs: dict,
         else:
             stack = max(stack, int(m.group(2)))
             spill_st, spill_ld = spill_st + int(m.group(3)), spill_ld + int(m.group(4))
-    if res.returncode != 0:
+    if returncode != 0:
         out.update(compiles=False, error="ptxas: " + " ".join(text.split())[:400])
     out.update(registers=regs, stack_bytes=stack, spill_store_bytes=spill_st, spill_load_bytes=spill_ld,
                num_warps=int(compiled.metadata.num_warps), num_stages=int(compiled.metadata.num_stages))
@@ -507,6 +517,20 @@ def collect_variants(mode: str, log=print) -> tuple[list[Variant], list[dict]]:
     return list(variants.values()), records
 
 
+def _compile_all(job_args: list, jobs: int, t0: float, log) -> list[dict]:
+    if jobs <= 1:
+        return [_compile_job(j) for j in job_args]
+    import multiprocessing
+
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        compiled = []
+        for i, r in enumerate(pool.map(_compile_job, job_args), 1):
+            compiled.append(r)
+            if i % 25 == 0:
+                log(f"compiled {i}/{len(job_args)} ({time.perf_counter() - t0:.0f} s)")
+    return compiled
+
+
 def run_gate(mode: str = "full", jobs: int = 2, log=print) -> dict:
     """Capture, compile and check; returns the results payload (rows + summary)."""
     import triton
@@ -516,17 +540,17 @@ def run_gate(mode: str = "full", jobs: int = 2, log=print) -> dict:
     log(f"{len(records)} cases -> {len(variants)} variants ({time.perf_counter() - t0:.1f} s capture)")
     job_args = [(v.module, v.kernel, v.signature, v.constexprs, v.attrs, v.options) for v in variants]
     os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # triton 3.9 warns when unset; 1 = its default
-    if jobs > 1:
-        import multiprocessing
-
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            compiled = []
-            for i, r in enumerate(pool.map(_compile_job, job_args), 1):
-                compiled.append(r)
-                if i % 25 == 0:
-                    log(f"compiled {i}/{len(job_args)} ({time.perf_counter() - t0:.0f} s)")
-    else:
-        compiled = [_compile_job(j) for j in job_args]
+    # A private kernel cache: every variant really runs ptxas, so its log is triton's own.
+    cache, old_cache = tempfile.mkdtemp(prefix="sslfast-gate-"), os.environ.get("TRITON_CACHE_DIR")
+    os.environ["TRITON_CACHE_DIR"] = cache
+    try:
+        compiled = _compile_all(job_args, jobs, t0, log)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+        if old_cache is None:
+            os.environ.pop("TRITON_CACHE_DIR", None)
+        else:
+            os.environ["TRITON_CACHE_DIR"] = old_cache
     rows = []
     for v, r in zip(variants, compiled):
         failed = check_variant(v, r)
@@ -547,6 +571,7 @@ def run_gate(mode: str = "full", jobs: int = 2, log=print) -> dict:
                                         if r.get("compiles") else None),
             "wave_programs": min(v.wave_grids) if v.wave_grids else None,
             "example_grids": v.grids, "n_cases": v.cases, "compile_s": r.get("compile_s"),
+            "ptxas_log": r.get("ptxas_log"),
             "triton": triton.__version__,
             "checks": {k: (not msg) for k, msg in failed.items()},
             "passed": not reasons, "reasons": reasons,

@@ -53,6 +53,7 @@ def _by_kernel(launches, name):
     return [x for x in launches if x["kernel"] == name]
 
 
+@pytest.mark.slow
 def test_capture_follows_the_launchers(gate):
     """Changing the launcher's tile rule changes the captured constexprs and warps."""
     (b,) = _by_kernel(gate["before"], "_multicrop_infonce_fwd_kernel")
@@ -62,6 +63,7 @@ def test_capture_follows_the_launchers(gate):
     assert b["constexprs"]["DP"] == a["constexprs"]["DP"] == 128
 
 
+@pytest.mark.slow
 def test_binder_types_arguments_like_the_jit(gate):
     """Pointer types from tensor dtypes (bf16 input, fp32 accumulation buffer), Python floats as
     fp32, ints equal to 1 as constexprs, ints divisible by 16 marked."""
@@ -75,6 +77,7 @@ def test_binder_types_arguments_like_the_jit(gate):
     assert views["signature"]["out_ptr"] == "*bf16"
 
 
+@pytest.mark.slow
 def test_quick_gate_finds_no_failure_outside_the_known_list(gate):
     p = gate["payload"]
     s = p["summary"]
@@ -95,6 +98,7 @@ def test_quick_gate_finds_no_failure_outside_the_known_list(gate):
     assert dots == {"wgmma"}
 
 
+@pytest.mark.slow
 def test_gate_results_pass_the_contract_and_table_fits_80_columns(gate):
     env = {"device": "cpu", "device_type": "cpu", "torch": torch.__version__, "triton": "x", "git_sha": None,
            "timestamp": "2026-12-05T00:00:00+00:00"}
