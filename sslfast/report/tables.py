@@ -398,18 +398,20 @@ def convergence(run: Run) -> tuple[str, str]:
 
 # --- gate -------------------------------------------------------------------------------------
 
-GATE_CHECK_COLS = (("compiles", "comp"), ("smem", "smem"), ("spills", "spill"), ("tensor_cores", "tc"),
+GATE_CHECK_COLS = (("compiles", "comp"), ("smem", "smem"), ("spills", "spil"), ("tensor_cores", "tc"),
                    ("fp64_scalars", "f64"), ("wave", "wave"))
 
 
 def gate_table(docs: list[dict]) -> str:
-    """Per kernel (rows stay in the JSON): variants, worst registers/smem/spills, dot paths, and per
-    check the failing variant count (``k*`` = all allow-listed in KNOWN_FAILURES). Fits 80 columns."""
+    """Per kernel (rows stay in the JSON): variants, worst registers/smem (KiB), dot paths, and per
+    check `ok`, `-` (never applies) or the failing variant count (`*` all allow-listed in
+    KNOWN_FAILURES, `!` new). Fits 80 columns."""
     by: dict[str, list[dict]] = {}
     for doc in docs:
         for r in doc["results"]:
             by.setdefault(r["kernel"], []).append(r)
-    head = f"{'kernel':<34} {'var':>4} {'regs':>4} {'smemK':>5} dot  " + " ".join(f"{c:>5}" for _, c in GATE_CHECK_COLS)
+    head = f"{'kernel':<26} {'var':>3} {'regs':>4} {'smemK':>5} {'dot':<5}" + "".join(
+        f" {c:>4}" for _, c in GATE_CHECK_COLS)
     lines = [head, "-" * len(head)]
     for kernel in sorted(by):
         rows = by[kernel]
@@ -418,7 +420,8 @@ def gate_table(docs: list[dict]) -> str:
             vals = [r.get(key) for r in rows if r.get(key) is not None]
             return max(vals) if vals else None
 
-        dots = sorted({r.get("dot_path") or "-" for r in rows} - {"none"}) or ["-"]
+        paths = sorted({r.get("dot_path") or "none" for r in rows} - {"none"})
+        dot = "-" if not paths else paths[0] if len(paths) == 1 else "mixed"
         cells = []
         for check_name, _ in GATE_CHECK_COLS:
             applies = [r for r in rows if check_name in r.get("checks", {})]
@@ -431,10 +434,9 @@ def gate_table(docs: list[dict]) -> str:
                 known = all(check_name in r.get("known", []) for r in bad)
                 cells.append(f"{len(bad)}{'*' if known else '!'}")
         smem = most("smem_bytes")
-        name = kernel.lstrip("_").removesuffix("_kernel")[:34]
-        lines.append(f"{name:<34} {len(rows):>4} {most('registers') or '-':>4} "
-                     f"{'-' if smem is None else round(smem / 1024):>5} {'/'.join(dots)[:4]:<4} "
-                     + " ".join(f"{c:>5}" for c in cells))
+        name = kernel.lstrip("_").removesuffix("_kernel")[:26]
+        lines.append(f"{name:<26} {len(rows):>3} {most('registers') or '-':>4} "
+                     f"{'-' if smem is None else round(smem / 1024):>5} {dot:<5}" + "".join(f" {c:>4}" for c in cells))
     return "\n".join(lines)
 
 
