@@ -64,6 +64,8 @@ QUICK_JUDGED = ("fp64_scalars", "wave")
 # Known failures on the current kernels, keyed by (kernel, check), each with its reason. The gate
 # reports a failure outside this list as new, and an entry that no longer fails as stale: remove it
 # when the fix lands (tests/bench/test_gpu_gate.py asserts both on the quick grid).
+# Entries that fail under one triton only: judged stale only under that version (prefix).
+KNOWN_ONLY_UNDER: dict[tuple[str, str], str] = {("_tico_fwd_kernel", "spills"): "3.6"}
 _FP32_SCALARS = "Python floats bind as fp32: the fp64 kernel gets fp32 {} (pass fp64 scalars or tensors)"
 _QUARTER_WAVE = "grid {}: {} programs at the benchmark sizes, under one wave of 132 SMs"
 KNOWN_FAILURES: dict[tuple[str, str], str] = {
@@ -77,6 +79,7 @@ KNOWN_FAILURES: dict[tuple[str, str], str] = {
     ("_normalize_pair_kernel", "wave"): _QUARTER_WAVE.format("cdiv(N, 16)", "16 at N = 256"),
     ("_tico_fwd_kernel", "fp64_scalars"): _FP32_SCALARS.format("inv_n, two_rho, eps"),
     ("_tico_fwd_kernel", "wave"): _QUARTER_WAVE.format("cdiv(N, 16)", "16 at N = 256"),
+    ("_tico_fwd_kernel", "spills"): "triton 3.6 only: 8 B spill stores/loads in the fp32 variant (none under 3.9)",
     ("_emp_ssl_fwd_kernel", "fp64_scalars"): _FP32_SCALARS.format("eps, grad_scale"),
     # branch `ince` (kernels/infonce.py)
     ("_normalize_rows_kernel", "fp64_scalars"): _FP32_SCALARS.format("eps"),
@@ -608,7 +611,8 @@ def run_gate(mode: str = "full", jobs: int = 2, log=print) -> dict:
     # The quick grid sees one size per kernel: spills and smem there say nothing about other sizes.
     judged = CHECKS if mode == "full" else QUICK_JUDGED
     stale = sorted(f"{k}:{c}" for k, c in KNOWN_FAILURES
-                   if c in judged and (k, c) in evaluated and (k, c) not in failing)
+                   if c in judged and (k, c) in evaluated and (k, c) not in failing
+                   and triton.__version__.startswith(KNOWN_ONLY_UNDER.get((k, c), "")))
     new = sorted({f"{r['kernel']}:{c}" for r in rows for c in r["new_failures"]})
     routed = [rec["case"] for rec in records if rec.get("routed") == "torch"]
     errors = [rec for rec in records if "error" in rec]
