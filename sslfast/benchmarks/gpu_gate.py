@@ -126,8 +126,12 @@ class Case:
 
     @property
     def elements(self) -> int:
+        """Input elements (an upper bound): what the GPU twin must allocate to run the case."""
+        sizes = dict(self.sizes)
+        if "K" in sizes:  # MoCo: two (B, D) views and a (K, D) bank
+            return (2 * sizes["B"] + sizes["K"]) * sizes["D"]
         n = 1
-        for v in self.sizes.values():
+        for v in sizes.values():
             n *= v
         return n
 
