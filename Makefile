@@ -54,6 +54,14 @@ compat:
 	$(COMPAT_VENV)/bin/python -m pip install -q -e ".[test,bench]" "torch==2.11.0" "numpy>=2,<2.4"
 	$(COMPAT_VENV)/bin/python -m pip install -q --no-deps "$(LIGHTLY)"
 	TRITON_INTERPRET=1 $(COMPAT_VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	env -u TRITON_INTERPRET $(COMPAT_VENV)/bin/sslfast bench gate --full
+
+# The static sm_90a gate (no GPU needed): every Triton kernel variant the launchers choose, compiled
+# with the wheel's ptxas and checked for smem, spills, tensor cores, fp64 scalars and one full wave
+# (sslfast/benchmarks/gpu_gate.py). Non-zero exit on a failure outside KNOWN_FAILURES.
+.PHONY: gate
+gate: install
+	env -u TRITON_INTERPRET $(VENV)/bin/sslfast bench gate --full
 
 clean:
 	rm -rf $(VENV) $(COMPAT_VENV) build dist *.egg-info

@@ -37,9 +37,11 @@ _FLIP, _JITTER, _GRAY, _SOLARIZE = 1, 2, 4, 8
 
 def _get_kernel():
     """The Triton kernel, imported on first use so that importing this module never imports triton."""
+    from sslfast.kernels._op import direct  # recorded, not run, under the static GPU gate's capture
+
     from ._augment_triton import _views_kernel
 
-    return _views_kernel
+    return direct(_views_kernel)
 
 
 def _pack_flags(params: ViewParams) -> torch.Tensor:

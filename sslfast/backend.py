@@ -6,6 +6,7 @@ allowed only under ``TRITON_INTERPRET=1`` (how CI proves the kernels correct).
 """
 from __future__ import annotations
 
+import contextvars
 import importlib.util
 import os
 
@@ -19,6 +20,16 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
+# Set by sslfast.kernels._op.capture_launches: launchers record their Triton launches instead of
+# running them, on meta tensors (the static GPU gate), so backend="triton" is allowed on "meta".
+_CAPTURING: contextvars.ContextVar[bool] = contextvars.ContextVar("sslfast_capturing", default=False)
+
+
+def capturing() -> bool:
+    """True inside ``sslfast.kernels._op.capture_launches()``."""
+    return _CAPTURING.get()
+
+
 # find_spec locates the package without importing it; a constant keeps compiled code free of lookups.
 _TRITON_FOUND = importlib.util.find_spec("triton") is not None
 
@@ -30,7 +41,7 @@ def triton_available() -> bool:
 def auto_backend(device: torch.device | str) -> str:
     """What ``backend="auto"`` resolves to for tensors on ``device``."""
     device = torch.device(device)
-    if device.type == "cuda" and triton_available():
+    if (device.type == "cuda" or (capturing() and device.type == "meta")) and triton_available():
         return "triton"
     return "torch"
 
@@ -53,7 +64,7 @@ def resolve_backend(backend: str, device: torch.device | str) -> str:
                 "(CUDA builds of torch ship it)"
             )
         device = torch.device(device)
-        if device.type != "cuda" and not interpreting():
+        if device.type != "cuda" and not interpreting() and not (capturing() and device.type == "meta"):
             raise ValueError(
                 f"backend='triton' needs CUDA tensors (got device {device}); "
                 "set TRITON_INTERPRET=1 to run the kernels on the CPU interpreter, or use backend='torch'"

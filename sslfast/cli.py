@@ -34,6 +34,7 @@ BENCHES = {
     "epoch": "sslfast.benchmarks.epoch",
     "tta": "sslfast.benchmarks.tta",
     "convergence": "sslfast.benchmarks.convergence",
+    "gate": "sslfast.benchmarks.gpu_gate",
 }
 
 # Exceptions that mean "the input is wrong", by defining module. They are looked up only when an

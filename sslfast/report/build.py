@@ -42,6 +42,7 @@ TITLES = {
     "epoch": "Epoch time, ours vs reference",
     "tta": "Time to accuracy, CIFAR-10 linear probe",
     "convergence": "Convergence on a short CPU budget, CIFAR-10 kNN",
+    "gate": "Static sm_90a gate: every Triton kernel variant compiled for H100/H200",
 }
 COMMANDS = {k: f"sslfast bench {k}" for k in KINDS}
 GPU_TARGETS = {

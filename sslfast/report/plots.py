@@ -232,4 +232,8 @@ def convergence(run: Run, out: Path, stem: str) -> list[str]:
     return _save(fig, out, f"{stem}-knn.png")
 
 
-PLOT = {"losses": losses, "augment": augment, "epoch": epoch, "tta": tta, "convergence": convergence}
+def gate(run, out, stem) -> list[str]:
+    return []  # a pass/fail table: nothing to plot
+
+
+PLOT = {"losses": losses, "augment": augment, "epoch": epoch, "tta": tta, "convergence": convergence, "gate": gate}

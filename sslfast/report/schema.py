@@ -44,6 +44,13 @@ torch: str, triton: str|null, git_sha: str|null, timestamp: ISO 8601 str``.
   ``final_knn_top1: num|null`` (null for a diverged run), ``gain_points?: num|null,
   target_gain_points?: num, all_losses_finite: bool, diverged: bool, error?: str|null,
   loss_curve?: [[step, loss], ...], views_seen?: int, train_seconds?: num``.
+- ``gate`` (sslfast bench gate: the static sm_90a compile gate, or its GPU twin with ``--launch``),
+  top ``quick: bool, target: "sm_90a"|"launch", mode?: str, summary: {...}, known_failures?:
+  {...}``; one row per kernel variant: ``kernel: str, passed: bool`` and, for ``sm_90a``,
+  ``signature: {arg: type}, constexprs: {...}, num_warps: int, num_stages: int, compiles: bool,
+  registers/spill_store_bytes/spill_load_bytes/stack_bytes/smem_bytes: int|null, dot_path:
+  str|null, occupancy_blocks_per_sm: int|null, wave_programs: int|null, triton: str,
+  checks: {check: bool}, reasons: {check: str}, known: [check], new_failures: [check]``.
 """
 
 from __future__ import annotations
@@ -79,6 +86,8 @@ TOP = {
     "epoch": {"results": "list", "quick?": "bool", "notes?": "list"},
     "tta": {"results": "list", "quick?": "bool", "notes?": "list"},
     "convergence": {"results": "list", "quick?": "bool", "notes?": "list", "targets?": "dict", "config?": "dict"},
+    "gate": {"results": "list", "quick": "bool", "target": ("sm_90a", "launch"), "mode?": "str", "summary": "dict",
+             "known_failures?": "dict"},
 }
 LOSS_ROW = {
     "loss": "str",
@@ -169,6 +178,29 @@ CONVERGENCE_ROW = {
 }
 
 
+GATE_ROW = {"kernel": "str", "passed": "bool"}
+GATE_COMPILE_ROW = {
+    "signature": "dict",
+    "constexprs": "dict",
+    "num_warps": "int",
+    "num_stages": "int",
+    "compiles": "bool",
+    "registers": "int|null",
+    "spill_store_bytes": "int|null",
+    "spill_load_bytes": "int|null",
+    "stack_bytes": "int|null",
+    "smem_bytes": "int|null",
+    "dot_path": "str|null",
+    "occupancy_blocks_per_sm": "int|null",
+    "wave_programs": "int|null",
+    "triton": "str",
+    "checks": "dict",
+    "reasons": "dict",
+    "known": "list",
+    "new_failures": "list",
+}
+
+
 class ReportError(Exception):
     """A problem the user must fix (missing folder, README without markers, no matplotlib)."""
 
@@ -221,6 +253,8 @@ class Run:
             parts.append(self.doc.get("dtype", "fp32"))
         elif self.kind == "augment":
             parts.append((self.doc.get("config") or {}).get("out_dtype", "float32"))
+        elif self.kind == "gate":  # one file per triton version and target must survive
+            parts.append(f"{self.doc.get('target')} triton {self.env.get('triton')}")
         if self.quick:
             parts.append("quick")
         return ", ".join(parts)
@@ -343,12 +377,23 @@ def _check_convergence(doc: dict, problems: list[str]) -> None:
             problems.append(f"'{where}': a diverged run has no final_knn_top1 (got {row['final_knn_top1']!r})")
 
 
+def _check_gate(doc: dict, problems: list[str]) -> None:
+    for i, row in enumerate(doc["results"]):
+        where = f"results[{i}]"
+        if not check(row, GATE_ROW, where, problems):
+            continue
+        if doc["target"] == "sm_90a" and check(row, GATE_COMPILE_ROW, where, problems):
+            if row["passed"] != (not row["reasons"]):
+                problems.append(f"'{where}.passed' disagrees with its reasons {_describe(row['reasons'])}")
+
+
 CHECKS = {
     "losses": _check_losses,
     "augment": _check_augment,
     "epoch": _check_epoch,
     "tta": _check_tta,
     "convergence": _check_convergence,
+    "gate": _check_gate,
 }
 KINDS = tuple(CHECKS)
 

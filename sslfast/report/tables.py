@@ -439,4 +439,65 @@ def convergence(run: Run) -> tuple[str, str]:
     return text, text
 
 
-RENDER = {"losses": losses, "augment": augment, "epoch": epoch, "tta": tta, "convergence": convergence}
+# --- gate -------------------------------------------------------------------------------------
+
+GATE_CHECK_COLS = (("compiles", "comp"), ("smem", "smem"), ("spills", "spil"), ("tensor_cores", "tc"),
+                   ("fp64_scalars", "f64"), ("wave", "wave"))
+
+
+def gate_table(docs: list[dict]) -> str:
+    """Per kernel (rows stay in the JSON): variants, worst registers/smem (KiB), dot paths, and per
+    check `ok`, `-` (never applies) or the failing variant count (`*` all allow-listed in
+    KNOWN_FAILURES, `!` new). Fits 80 columns."""
+    by: dict[str, list[dict]] = {}
+    for doc in docs:
+        for r in doc["results"]:
+            by.setdefault(r["kernel"], []).append(r)
+    head = f"{'kernel':<26} {'var':>3} {'regs':>4} {'smemK':>5} {'dot':<5}" + "".join(
+        f" {c:>4}" for _, c in GATE_CHECK_COLS)
+    lines = [head, "-" * len(head)]
+    for kernel in sorted(by):
+        rows = by[kernel]
+
+        def most(key, rows=rows):
+            vals = [r.get(key) for r in rows if r.get(key) is not None]
+            return max(vals) if vals else None
+
+        paths = sorted({r.get("dot_path") or "none" for r in rows} - {"none"})
+        dot = "-" if not paths else paths[0] if len(paths) == 1 else "mixed"
+        cells = []
+        for check_name, _ in GATE_CHECK_COLS:
+            applies = [r for r in rows if check_name in r.get("checks", {})]
+            bad = [r for r in applies if not r["checks"][check_name]]
+            if not applies:
+                cells.append("-")
+            elif not bad:
+                cells.append("ok")
+            else:
+                known = all(check_name in r.get("known", []) for r in bad)
+                cells.append(f"{len(bad)}{'*' if known else '!'}")
+        smem = most("smem_bytes")
+        name = kernel.lstrip("_").removesuffix("_kernel")[:26]
+        lines.append(f"{name:<26} {len(rows):>3} {most('registers') or '-':>4} "
+                     f"{'-' if smem is None else round(smem / 1024):>5} {dot:<5}" + "".join(f" {c:>4}" for c in cells))
+    return "\n".join(lines)
+
+
+def gate(run: Run) -> tuple[str, str]:
+    doc = run.doc
+    if doc["target"] == "launch":
+        rows = [[r["kernel"], str(r.get("launched", "—")), "yes" if r["passed"] else "**no**",
+                 "; ".join(r.get("errors", []))[:120]] for r in doc["results"]]
+        text = table(["kernel", "launches", "passed", "errors"], rows)
+        return text, text
+    s = doc["summary"]
+    notes = [f"{s['variants']} variants from {s['cases']} cases, {s['failing_variants']} failing; "
+             f"{len(s.get('routed_torch', []))} cases routed to the torch backend",
+             "per check: `ok`, or the count of failing variants (`*` allow-listed in KNOWN_FAILURES, `!` new)"]
+    notes += [f"new failure: `{x}`" for x in s.get("new_failures", [])]
+    notes += [f"stale allow-list entry: `{x}`" for x in s.get("stale_known_failures", [])]
+    text = "```\n" + gate_table([doc]) + "\n```\n\n" + "".join(f"- {line}\n" for line in notes)
+    return text, text
+
+
+RENDER = {"losses": losses, "augment": augment, "epoch": epoch, "tta": tta, "convergence": convergence, "gate": gate}
