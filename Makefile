@@ -38,11 +38,11 @@ test: install
 bench: install
 	$(VENV)/bin/sslfast bench losses
 
-# On a CUDA machine that already has torch+triton (no registry access): tests and benchmarks in place,
-# in stages that each fit one device call (STAGES="tests losses ..."; see bench/README.md).
-STAGES ?=
+# On a CUDA machine that already has torch+triton (no registry access): the GPU runbook for a
+# 15-minute lease (GPU_RUN="--call 1", then "--call 2"; "--dry-run" shows the plan; bench/README.md).
+GPU_RUN ?= --dry-run
 gpu:
-	bash bench/gpu_run.sh $(STAGES)
+	bash bench/gpu_run.sh $(GPU_RUN)
 
 # The lent GPU's stack on a CPU: torch 2.11 (the PyPI build, ~5 GB with its CUDA libraries) and
 # triton 3.6, whose interpreter needs numpy < 2.4. Runs the suite there before device time is spent.

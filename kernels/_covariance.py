@@ -44,13 +44,6 @@ def split_rows(n: int, col_blocks: int, block_n: int) -> tuple[int, int]:
 
 
 @triton.jit
-def f64_arg(hi, lo, ACC: tl.constexpr):
-    """A Python float delivered as fp32 ``hi + lo`` (``sslfast._numerics.split_f64``), in ``ACC``:
-    the JIT types float arguments fp32, so fp64 kernels rebuild the value from the two parts."""
-    return tl.cast(hi, ACC) + tl.cast(lo, ACC)
-
-
-@triton.jit
 def _tile(ptr, stride, rows, cols, mask, ACC: tl.constexpr):
     """A (rows, cols) tile of a row-strided matrix in ``ACC``; ``rows`` are int64."""
     return tl.load(ptr + rows[:, None] * stride + cols[None, :], mask=mask, other=0.0).to(ACC)

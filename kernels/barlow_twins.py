@@ -10,11 +10,12 @@ import torch
 import triton
 import triton.language as tl
 
-from sslfast._numerics import acc_dtype, offdiag_cross, split_f64
+from sslfast._numerics import acc_dtype, offdiag_cross
 
 from . import _covariance as cov
-from ._covariance import column_grid, f64_arg, pair_column_stats, pair_loss_fake, row_major
+from ._covariance import column_grid, pair_column_stats, pair_loss_fake, row_major
 from ._op import cdiv, kernel_op, launch
+from ._scalars import f64_arg, f64_bits
 
 
 @triton.jit
@@ -37,12 +38,12 @@ def _load_dhat(ha_ptr, hb_ptr, ma_ptr, mb_ptr, offs, mask, diag, on, off_coef, G
 
 @triton.jit
 def _barlow_twins_fwd_sums_kernel(
-    ha_ptr, hb_ptr, ma_ptr, mb_ptr, col_ptr, part_ptr, N, D, ROWS, off_hi, off_lo,
+    ha_ptr, hb_ptr, ma_ptr, mb_ptr, col_ptr, part_ptr, N, D, ROWS, off_bits,
     GRAM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     """Per chunk of rows: Σ dL/dÂ, Σ dL/dB̂, Σ dL/dÂ·Â, Σ dL/dB̂·B̂ per column (split-N partials)."""
     ACC = ha_ptr.dtype.element_ty
-    off_coef = f64_arg(off_hi, off_lo, ACC)
+    off_coef = f64_arg(off_bits, ACC)
     cols = tl.program_id(0) * BLOCK_D + tl.arange(0, BLOCK_D)
     cmask = cols < D
     diag = tl.load(col_ptr + 2 * D + cols, mask=cmask, other=0.0)
@@ -71,13 +72,13 @@ def _barlow_twins_fwd_sums_kernel(
 
 @triton.jit
 def _barlow_twins_fwd_kernel(
-    ha_ptr, hb_ptr, ma_ptr, mb_ptr, col_ptr, mean_ptr, ga_ptr, gb_ptr, N, D, off_hi, off_lo,
+    ha_ptr, hb_ptr, ma_ptr, mb_ptr, col_ptr, mean_ptr, ga_ptr, gb_ptr, N, D, off_bits,
     GRAM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     """BatchNorm1d(affine=False) backward on a (row block, column block) tile:
     rstd·(g − mean g − x̂·mean(g·x̂)), the column means from ``_barlow_twins_fwd_sums_kernel``."""
     ACC = ha_ptr.dtype.element_ty
-    off_coef = f64_arg(off_hi, off_lo, ACC)
+    off_coef = f64_arg(off_bits, ACC)
     rows = (tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
     cols = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
     cmask = cols < D
@@ -122,16 +123,16 @@ def barlow_twins_fwd(z_a: torch.Tensor, z_b: torch.Tensor, lambda_param: float,
         return loss, z_a.new_empty(0), z_b.new_empty(0)
     # per column: rstd_a, rstd_b, diag(ÂᵀB̂), d/dĉ of Σ(1 − c_ii)² with c = Σ â·b̂ / N
     per_col = torch.cat([st["rstd"], diag[None], ((-2.0 / n) * (1 - diag / n))[None]]).contiguous()
-    off_coef = split_f64(2 * lambda_param / n**2)
+    off_coef = f64_bits(2 * lambda_param / n**2)
     grid, rows = column_grid(n, d)
     part = torch.empty((grid[1], 4, d), device=z_a.device, dtype=acc)
     launch(_barlow_twins_fwd_sums_kernel)[grid](
-        ha, hb, ma, mb, per_col, part, n, d, rows, *off_coef, GRAM=gram, BLOCK_N=cov.BLOCK_N, BLOCK_D=cov.BLOCK_D,
+        ha, hb, ma, mb, per_col, part, n, d, rows, off_coef, GRAM=gram, BLOCK_N=cov.BLOCK_N, BLOCK_D=cov.BLOCK_D,
     )
     means = part.sum(0) / n
     ga = torch.empty((n, d), device=z_a.device, dtype=z_a.dtype)
     gb = torch.empty((n, d), device=z_b.device, dtype=z_b.dtype)
     launch(_barlow_twins_fwd_kernel)[(cdiv(n, cov.BLOCK_N), cdiv(d, cov.BLOCK_D))](
-        ha, hb, ma, mb, per_col, means, ga, gb, n, d, *off_coef, GRAM=gram, BLOCK_N=cov.BLOCK_N, BLOCK_D=cov.BLOCK_D,
+        ha, hb, ma, mb, per_col, means, ga, gb, n, d, off_coef, GRAM=gram, BLOCK_N=cov.BLOCK_N, BLOCK_D=cov.BLOCK_D,
     )
     return loss, ga, gb

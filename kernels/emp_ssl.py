@@ -12,10 +12,10 @@ import torch
 import triton
 import triton.language as tl
 
-from sslfast._numerics import COS_EPS, acc_dtype, coding_rates, max_abs, pow2_scale, split_f64
+from sslfast._numerics import COS_EPS, acc_dtype, coding_rates, max_abs, pow2_scale
 
-from ._covariance import f64_arg
 from ._op import kernel_op, launch
+from ._scalars import f64_arg, f64_bits
 
 BLOCK_D = 64
 MAX_BLOCK_V = 16  # views per tile: a (16, 64) tile keeps V = 256 free of register spills
@@ -32,7 +32,7 @@ def _view_tile(z_ptr, v0, b, cols, V, D, stride_v, stride_b, inv, BLOCK_V: tl.co
 
 @triton.jit
 def _emp_ssl_fwd_kernel(z_ptr, inv_ptr, g_ptr, cos_ptr, work_ptr, V, B, D, stride_v, stride_b,
-                        eps_hi, eps_lo, scale_hi, scale_lo,
+                        eps_bits, scale_bits,
                         COMPUTE_GRAD: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_D: tl.constexpr):
     """Program b: cos(z_vb, z̄_b) for every view and (COMPUTE_GRAD) d(scale·Σ_v cos)/dz_vb.
 
@@ -43,8 +43,8 @@ def _emp_ssl_fwd_kernel(z_ptr, inv_ptr, g_ptr, cos_ptr, work_ptr, V, B, D, strid
     the eps clamps become eps/s and the gradient (degree −1 in z) is multiplied by 1/s at the end.
     """
     ACC = cos_ptr.dtype.element_ty
-    eps = f64_arg(eps_hi, eps_lo, ACC)
-    grad_scale = f64_arg(scale_hi, scale_lo, ACC)
+    eps = f64_arg(eps_bits, ACC)
+    grad_scale = f64_arg(scale_bits, ACC)
     b = tl.program_id(0).to(tl.int64)
     inv = tl.load(inv_ptr + b)
     eps_y = eps * inv
@@ -129,7 +129,7 @@ def emp_ssl_fwd(
     # the invariance gradient is written pre-scaled by inv_coef: d(inv_coef·(−mean cos))/dz
     launch(_emp_ssl_fwd_kernel)[(b,)](
         z, inv, grad if compute_grad else cos, cos, work, v, b, d, z.stride(0), z.stride(1),
-        *split_f64(COS_EPS), *split_f64(-inv_coef / (v * b)),
+        f64_bits(COS_EPS), f64_bits(-inv_coef / (v * b)),
         COMPUTE_GRAD=compute_grad, BLOCK_V=min(MAX_BLOCK_V, triton.next_power_of_2(v)), BLOCK_D=BLOCK_D,
     )
     rates, g_tcr = coding_rates(z, tcr_eps, compute_grad)

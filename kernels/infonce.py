@@ -36,7 +36,7 @@ Dot precision (``_precision``): bf16/fp16 operands in their own dtype, fp32 accu
 torch's default matmul precision ("highest") as ``tf32x3`` (three TF32 tensor-core products: ≈fp32
 accuracy), at "high"/"medium" as ``tf32``; exact fp32 FMA dots only on request (``FP32_DOTS =
 "ieee"``, served with smaller tiles); fp64 always "ieee". Scalars (1/T, eps, scales) reach the
-kernels as fp64 bit patterns in an int64 (``_bits``) and are converted in-kernel to the
+kernels as fp64 bit patterns in an int64 (``_scalars.f64_bits``) and are converted in-kernel to the
 accumulation dtype: the JIT would type a Python float as fp32, which costs the fp64 path ≈6e-8.
 Offsets are int64 (``WIDE``) once N·D can pass 2³¹.
 
@@ -47,7 +47,6 @@ for B queries; the bank is constant, so the whole gradient comes out of that one
 
 from __future__ import annotations
 
-import struct
 from typing import NamedTuple
 
 import torch
@@ -59,6 +58,7 @@ from sslfast.backend import interpreting
 
 from ._covariance import row_major
 from ._op import cdiv, kernel_op, launch
+from ._scalars import f64_arg, f64_bits
 
 NORM_BLOCK_N = 32
 NORM_BLOCK_D = 64
@@ -195,20 +195,6 @@ def _plan(dp: int, dtype: torch.dtype, compute_grad: bool, wide: bool = False) -
     return Plan(bm, bn, bk, w, kbn, kbm, kw)
 
 
-def _bits(x: float) -> int:
-    """The fp64 bit pattern of ``x`` as an int (the kernel argument is then int64, converted
-    in-kernel with ``_f64``): the JIT types a Python float as fp32, which would round fp64 scalars."""
-    bits = struct.unpack("<q", struct.pack("<d", float(x)))[0]
-    if -(2**31) <= bits < 2**31:  # only 0 and denormals: the kernels' scalars are normal and positive
-        raise ValueError(f"kernel scalar {x!r} is not a normal positive float")
-    return bits
-
-
-@triton.jit
-def _f64(bits, ACC: tl.constexpr):
-    return bits.to(tl.float64, bitcast=True).to(ACC)
-
-
 @triton.jit
 def _wide(x, WIDE: tl.constexpr):
     if WIDE:
@@ -221,7 +207,7 @@ def _normalize_rows_kernel(
     x_ptr, u_ptr, norm_ptr, N, D, stride_x, eps_bits, WIDE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr
 ):
     ACC = norm_ptr.dtype.element_ty
-    eps = _f64(eps_bits, ACC)
+    eps = f64_arg(eps_bits, ACC)
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     rmask = rows < N
     xrow = _wide(rows, WIDE) * stride_x
@@ -377,7 +363,7 @@ def _multicrop_infonce_fwd_kernel(
     DP: tl.constexpr,
 ):
     ACC = stats_ptr.dtype.element_ty
-    inv_t = _f64(inv_t_bits, ACC)
+    inv_t = f64_arg(inv_t_bits, ACC)
     nq = V * Bq
     qi = tl.program_id(0) * BM + tl.arange(0, BM)  # local query index: view-major, as (V, B_q)
     rmask = qi < nq
@@ -452,8 +438,8 @@ def _multicrop_infonce_fwd_keys_kernel(
     DP: tl.constexpr,
 ):
     ACC = stats_ptr.dtype.element_ty
-    inv_t = _f64(inv_t_bits, ACC)
-    eps = _f64(eps_bits, ACC)
+    inv_t = f64_arg(inv_t_bits, ACC)
+    eps = f64_arg(eps_bits, ACC)
     ng = V * Bg
     nq = V * Bq
     keys = tl.program_id(0) * BN + tl.arange(0, BN)
@@ -530,9 +516,9 @@ def _nt_xent_bank_fwd_kernel(
     DP: tl.constexpr,
 ):
     ACC = stats_ptr.dtype.element_ty
-    inv_t = _f64(inv_t_bits, ACC)
-    c = _f64(c_bits, ACC)
-    eps = _f64(eps_bits, ACC)
+    inv_t = f64_arg(inv_t_bits, ACC)
+    c = f64_arg(c_bits, ACC)
+    eps = f64_arg(eps_bits, ACC)
     rows = tl.program_id(0) * BM + tl.arange(0, BM)
     rmask = rows < B
     qoff = _wide(rows, WIDE) * D  # u0
@@ -595,7 +581,7 @@ def _normalize(x: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch
         n,
         d,
         x.stride(0),
-        _bits(NORM_EPS),
+        f64_bits(NORM_EPS),
         WIDE=_wide_offsets(n * max(x.stride(0), d)),
         BLOCK_N=NORM_BLOCK_N,
         BLOCK_D=NORM_BLOCK_D,
@@ -633,7 +619,7 @@ def multicrop_infonce_fwd(
     scale = row_scale.to(acc).contiguous()
     stats = torch.empty((2, nq), device=z.device, dtype=acc)  # LSE_all, LSE_pos per query row
     dq = torch.empty((nq, d), device=z.device, dtype=acc) if compute_grad else stats
-    inv_t = _bits(1.0 / temperature)
+    inv_t = f64_bits(1.0 / temperature)
     prec = _precision(z.dtype)
     launch(_multicrop_infonce_fwd_kernel)[(cdiv(nq, plan.bm),)](
         u,
@@ -672,7 +658,7 @@ def multicrop_infonce_fwd(
         q_start,
         d,
         inv_t,
-        _bits(NORM_EPS),
+        f64_bits(NORM_EPS),
         WIDE=wide,
         PRECISION=prec,
         BM=plan.kbm,
@@ -722,9 +708,9 @@ def nt_xent_bank_fwd(
         bank.shape[0],
         d,
         bank.stride(0),
-        _bits(1.0 / temperature),
-        _bits(1.0 / b),
-        _bits(NORM_EPS),
+        f64_bits(1.0 / temperature),
+        f64_bits(1.0 / b),
+        f64_bits(NORM_EPS),
         COMPUTE_GRAD=compute_grad,
         WIDE=wide,
         PRECISION=_precision(out0.dtype),

@@ -11,10 +11,11 @@ import torch
 import triton
 import triton.language as tl
 
-from sslfast._numerics import NORM_EPS, acc_dtype, max_abs, pow2_scale, split_f64
+from sslfast._numerics import NORM_EPS, acc_dtype, max_abs, pow2_scale
 
-from ._covariance import _tile, f64_arg, row_major
+from ._covariance import _tile, row_major
 from ._op import cdiv, kernel_op, launch
+from ._scalars import f64_arg, f64_bits
 
 MAX_BLOCK_N = 16
 ROW_TILE = 1024  # elements of one (BLOCK_N, BLOCK_D) tile
@@ -34,11 +35,11 @@ def row_blocks(n: int, d: int) -> tuple[int, int]:
 
 @triton.jit
 def _normalize_pair_kernel(a_ptr, b_ptr, inv_ptr, ua_ptr, ub_ptr, rows_ptr, N, D, stride_a, stride_b,
-                           eps_hi, eps_lo, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+                           eps_bits, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
     """u = x/max(‖x‖, eps) per row, in units of the row's power-of-two scale s (``inv_ptr`` = 1/s):
     y = x/s, u = y/max(‖y‖, eps/s), so ‖x‖² is never formed (it overflows fp32 from |x| ≈ 1e19)."""
     ACC = ua_ptr.dtype.element_ty
-    eps = f64_arg(eps_hi, eps_lo, ACC)
+    eps = f64_arg(eps_bits, ACC)
     rows = (tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
     rmask = rows < N
     inv_a = tl.load(inv_ptr + rows, mask=rmask, other=1.0)
@@ -71,12 +72,12 @@ def _normalize_pair_kernel(a_ptr, b_ptr, inv_ptr, ua_ptr, ub_ptr, rows_ptr, N, D
 
 
 @triton.jit
-def _tico_fwd_kernel(ua_ptr, ub_ptr, p_ptr, rows_ptr, ga_ptr, gb_ptr, N, D, inv_n_hi, inv_n_lo,
-                     two_rho_hi, two_rho_lo, eps_hi, eps_lo, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+def _tico_fwd_kernel(ua_ptr, ub_ptr, p_ptr, rows_ptr, ga_ptr, gb_ptr, N, D, inv_n_bits,
+                     two_rho_bits, eps_bits, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
     ACC = ua_ptr.dtype.element_ty
-    inv_n = f64_arg(inv_n_hi, inv_n_lo, ACC)
-    two_rho = f64_arg(two_rho_hi, two_rho_lo, ACC)
-    eps = f64_arg(eps_hi, eps_lo, ACC)
+    inv_n = f64_arg(inv_n_bits, ACC)
+    two_rho = f64_arg(two_rho_bits, ACC)
+    eps = f64_arg(eps_bits, ACC)
     rows = (tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
     rmask = rows < N
     na = tl.load(rows_ptr + rows, mask=rmask, other=1.0)
@@ -132,16 +133,16 @@ def tico_fwd(z_a: torch.Tensor, z_b: torch.Tensor, cov: torch.Tensor, beta: floa
     inv = 1 / pow2_scale(torch.stack([max_abs(z_a, 1), max_abs(z_b, 1)]).to(acc))  # exact: powers of two
     block_n, block_d = row_blocks(n, d)
     grid = (cdiv(n, block_n),)
-    eps = split_f64(NORM_EPS)
-    launch(_normalize_pair_kernel)[grid](z_a, z_b, inv, ua, ub, per_row, n, d, z_a.stride(0), z_b.stride(0), *eps,
+    eps = f64_bits(NORM_EPS)
+    launch(_normalize_pair_kernel)[grid](z_a, z_b, inv, ua, ub, per_row, n, d, z_a.stride(0), z_b.stride(0), eps,
                                          BLOCK_N=block_n, BLOCK_D=block_d)
     new_cov = torch.addmm(cov.to(acc), ua.T, ua, beta=beta, alpha=(1 - beta) / n)
     p = ua @ new_cov
     if compute_grad:
         ga = torch.empty((n, d), device=z_a.device, dtype=z_a.dtype)
         gb = torch.empty((n, d), device=z_b.device, dtype=z_b.dtype)
-        launch(_tico_fwd_kernel)[grid](ua, ub, p, per_row, ga, gb, n, d, *split_f64(1.0 / n), *split_f64(2.0 * rho),
-                                        *eps, BLOCK_N=block_n, BLOCK_D=block_d)
+        launch(_tico_fwd_kernel)[grid](ua, ub, p, per_row, ga, gb, n, d, f64_bits(1.0 / n), f64_bits(2.0 * rho),
+                                        eps, BLOCK_N=block_n, BLOCK_D=block_d)
         quad = per_row[3].sum()
     else:
         ga, gb = z_a.new_empty(0), z_b.new_empty(0)

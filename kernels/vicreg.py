@@ -13,23 +13,24 @@ import torch
 import triton
 import triton.language as tl
 
-from sslfast._numerics import acc_dtype, offdiag_self, split_f64
+from sslfast._numerics import acc_dtype, offdiag_self
 
 from . import _covariance as cov
-from ._covariance import f64_arg, pair_column_stats, pair_loss_fake, row_major
+from ._covariance import pair_column_stats, pair_loss_fake, row_major
 from ._op import cdiv, kernel_op, launch
+from ._scalars import f64_arg, f64_bits
 
 
 @triton.jit
 def _vicreg_fwd_kernel(
     a_ptr, b_ptr, ca_ptr, cb_ptr, ma_ptr, mb_ptr, pc_ptr, ga_ptr, gb_ptr,
-    N, D, stride_a, stride_b, inv_hi, inv_lo, cov_hi, cov_lo,
+    N, D, stride_a, stride_b, inv_bits, cov_bits,
     BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     """dL/dZ = inv·(a − b) + cov·M + Zc·pc, pc the per-column variance (and Gram-diagonal) coefficients."""
     ACC = ca_ptr.dtype.element_ty
-    inv_coef = f64_arg(inv_hi, inv_lo, ACC)
-    cov_coef = f64_arg(cov_hi, cov_lo, ACC)
+    inv_coef = f64_arg(inv_bits, ACC)
+    cov_coef = f64_arg(cov_bits, ACC)
     rows = (tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
     cols = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
     cmask = cols < D
@@ -89,7 +90,7 @@ def vicreg_fwd(z_a: torch.Tensor, z_b: torch.Tensor, lambda_param: float, mu_par
     (ca, ma), (cb, mb) = directions
     launch(_vicreg_fwd_kernel)[grid](
         z_a, z_b, ca, cb, ma, mb, per_col.contiguous(), ga, gb, n, d, z_a.stride(0), z_b.stride(0),
-        *split_f64(2 * lambda_param / (n * d)), *split_f64(4 * cov_scale),
+        f64_bits(2 * lambda_param / (n * d)), f64_bits(4 * cov_scale),
         BLOCK_N=cov.BLOCK_N, BLOCK_D=cov.BLOCK_D,
     )
     return loss, ga, gb

@@ -13,8 +13,6 @@ Triton kernels fuse the elementwise passes before and after them.
 
 from __future__ import annotations
 
-import struct
-
 import torch
 
 NORM_EPS = 1e-12  # F.normalize's default
@@ -24,20 +22,6 @@ COS_EPS = 1e-8  # F.cosine_similarity's default
 def acc_dtype(dtype: torch.dtype) -> torch.dtype:
     """Accumulate in fp32 for fp32/bf16/fp16 inputs and fp64 for fp64 inputs."""
     return torch.float64 if dtype == torch.float64 else torch.float32
-
-
-def split_f64(value: float) -> tuple[float, float]:
-    """``value`` as ``hi + lo`` with both parts exactly representable in fp32.
-
-    Triton types every Python float kernel argument as fp32, so an fp64 kernel given ``1/3`` would
-    compute with ``fp32(1/3)`` (≈6e-8 relative error). Passing ``(hi, lo)`` and adding them in the
-    accumulation dtype in-kernel recovers ~48 mantissa bits (≤ 2^-47 relative) with no device
-    tensor, no host-to-device copy and nothing for a CUDA graph to capture.
-    """
-    value = float(value)
-    hi = struct.unpack("f", struct.pack("f", value))[0]
-    lo = struct.unpack("f", struct.pack("f", value - hi))[0]
-    return hi, lo
 
 
 _EXPONENT_BITS = {torch.float32: (torch.int32, 0x7F800000), torch.float64: (torch.int64, 0x7FF0000000000000)}

@@ -65,34 +65,10 @@ QUICK_JUDGED = ("fp64_scalars", "wave")
 # reports a failure outside this list as new, and an entry that no longer fails as stale: remove it
 # when the fix lands (tests/bench/test_gpu_gate.py asserts both on the quick grid).
 # Entries that fail under one triton only: judged stale only under that version (prefix).
-KNOWN_ONLY_UNDER: dict[tuple[str, str], str] = {("_tico_fwd_kernel", "spills"): "3.6"}
+KNOWN_ONLY_UNDER: dict[tuple[str, str], str] = {}
 _FP32_SCALARS = "Python floats bind as fp32: the fp64 kernel gets fp32 {} (pass fp64 scalars or tensors)"
 _QUARTER_WAVE = "grid {}: {} programs at the benchmark sizes, under one wave of 132 SMs"
-KNOWN_FAILURES: dict[tuple[str, str], str] = {
-    # branch `cov` (kernels/_covariance.py, vicreg.py, barlow_twins.py, tico.py, emp_ssl.py)
-    ("_pair_column_stats_kernel", "fp64_scalars"): _FP32_SCALARS.format("inv_n, eps"),
-    ("_pair_column_stats_kernel", "wave"): _QUARTER_WAVE.format("cdiv(D, 64)", "32 at D = 2048"),
-    ("_vicreg_fwd_kernel", "fp64_scalars"): _FP32_SCALARS.format("inv_coef, var_coef, cov_coef, inv_nm1, eps"),
-    ("_barlow_twins_fwd_kernel", "fp64_scalars"): _FP32_SCALARS.format("inv_n, off_coef"),
-    ("_barlow_twins_fwd_kernel", "wave"): _QUARTER_WAVE.format("cdiv(D, 64)", "32 at D = 2048"),
-    ("_normalize_pair_kernel", "fp64_scalars"): _FP32_SCALARS.format("eps"),
-    ("_normalize_pair_kernel", "wave"): _QUARTER_WAVE.format("cdiv(N, 16)", "16 at N = 256"),
-    ("_tico_fwd_kernel", "fp64_scalars"): _FP32_SCALARS.format("inv_n, two_rho, eps"),
-    ("_tico_fwd_kernel", "wave"): _QUARTER_WAVE.format("cdiv(N, 16)", "16 at N = 256"),
-    ("_tico_fwd_kernel", "spills"): "triton 3.6 only: 8 B spill stores/loads in the fp32 variant (none under 3.9)",
-    ("_emp_ssl_fwd_kernel", "fp64_scalars"): _FP32_SCALARS.format("eps, grad_scale"),
-    # branch `ince` (kernels/infonce.py)
-    ("_normalize_rows_kernel", "fp64_scalars"): _FP32_SCALARS.format("eps"),
-    ("_multicrop_infonce_fwd_kernel", "fp64_scalars"): _FP32_SCALARS.format("inv_t"),
-    ("_multicrop_infonce_fwd_kernel", "spills"): "(BM, DP) fp32 accumulator and query tile in registers: spills "
-                                                 "from DP = 128 (tf32 path) and heavily on the fp32 ieee FMA path",
-    ("_multicrop_infonce_fwd_keys_kernel", "fp64_scalars"): _FP32_SCALARS.format("inv_t, eps"),
-    ("_multicrop_infonce_fwd_keys_kernel", "spills"): "(BN, DP) accumulator + key tile in registers: "
-                                                      "spills from DP = 128",
-    ("_nt_xent_bank_fwd_kernel", "fp64_scalars"): _FP32_SCALARS.format("inv_t, c, eps"),
-    ("_nt_xent_bank_fwd_kernel", "spills"): "(BM, DP) accumulator, query and positive tiles in registers: spills "
-                                            "from DP = 128",
-}
+KNOWN_FAILURES: dict[tuple[str, str], str] = {}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,11 +179,13 @@ def _multicrop_case(dtype, v, b, d, grad, weights=False, backend="auto", q_range
     def run(device):
         z = _new((v, b, d), dt, device, grad)
         if q_range is not None:
-            from sslfast.losses.infonce import _multicrop_infonce_fwd
+            from sslfast.losses.infonce import _infonce_backend, _multicrop_infonce_fwd
 
             start, count = q_range
             scale = _new((v, count), torch.float32, device)
-            out = _multicrop_infonce_fwd("triton")(z, scale, 0.1, start, count, grad)
+            # the routing multicrop_infonce_loss applies before it reaches this dispatcher
+            chosen = _infonce_backend("triton", z.device, v * count * v * b, d, dt, grad)
+            out = _multicrop_infonce_fwd(chosen)(z, scale, 0.1, start, count, grad)
             return list(out)
         w = _new((b,), torch.float32, device) if weights else None
         return _finish(F.multicrop_infonce_loss(z, w, temperature=0.1, backend=backend), [z], grad)
