@@ -52,13 +52,18 @@ class _TorchvisionStub(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         module.__version__ = "0.0.0+sslfast-stub"
 
 
+def stub_torchvision() -> None:
+    """Make ``import torchvision`` resolve to a stub (once) where no torchvision is installed."""
+    if "torchvision" not in sys.modules and importlib.util.find_spec("torchvision") is None:
+        if not any(isinstance(f, _TorchvisionStub) for f in sys.meta_path):
+            sys.meta_path.append(_TorchvisionStub())
+
+
 def lightly_loss_module():
     """``lightly.loss``, or None when lightly is not installed."""
     if importlib.util.find_spec("lightly") is None:
         return None
-    if "torchvision" not in sys.modules and importlib.util.find_spec("torchvision") is None:
-        if not any(isinstance(f, _TorchvisionStub) for f in sys.meta_path):
-            sys.meta_path.append(_TorchvisionStub())
+    stub_torchvision()
     try:
         return importlib.import_module("lightly.loss")
     except ImportError:
