@@ -148,12 +148,13 @@ def fused_supported(d: int, dtype: torch.dtype, compute_grad: bool) -> bool:
 
 # Gradient-path tiles by dot kind and padded D: ((BM, BN, warps) forward/bank, (BN, BM, warps) keys).
 # Chosen from bench/ince_static_check.py on sm_90a (triton 3.9), then narrowed where the full gate
-# under triton 3.6 found spills (tf32 at D = 128: 12-20 B with 32-row tiles; the tf32x3 keys kernel
-# at D <= 32: 4-8 B with 32-row tiles): the largest tiles without register spills under both tritons.
+# found spills under one of the two tritons (tf32 at D = 128: 12-20 B with 32-row tiles under 3.6,
+# 8 B with 16x32 tiles at 4 warps under 3.9; the tf32x3 keys kernel at D <= 32: 4-8 B with 32-row
+# tiles under 3.6): the largest tiles without register spills under both.
 # tf32x3 splits every fp32 operand in two (hi + lo), so it needs the smallest tiles.
 GRAD_TILES = {
     "16bit": {32: ((32, 32, 4), (32, 32, 4)), 64: ((64, 64, 8), (64, 64, 8)), 128: ((32, 32, 8), (32, 32, 8))},
-    "tf32": {32: ((32, 32, 4), (32, 32, 4)), 128: ((16, 32, 4), (16, 32, 8))},
+    "tf32": {32: ((32, 32, 4), (32, 32, 4)), 128: ((16, 32, 8), (16, 32, 8))},
     "tf32x3": {32: ((32, 32, 4), (16, 32, 8)), 64: ((32, 32, 8), (32, 32, 8)), 128: ((16, 32, 4), (16, 32, 8))},
     "ieee": {64: ((32, 32, 4), (16, 16, 4))},
     "fp64": {64: ((16, 32, 4), (16, 32, 4))},
