@@ -65,6 +65,7 @@ NORM_BLOCK_D = 64
 NEG_BIG = tl.constexpr(-1.0e30)  # finite start for the running max: exp(m_old − m_new) never sees −inf − (−inf)
 
 # Test hooks: TILES = (BM, BN, num_warps) and CHUNK = BK force small, multi-tile, multi-chunk grids.
+_TRITON_VERSION = tuple(int(x) for x in triton.__version__.split(".")[:2])
 TILES = None
 CHUNK = None
 # Exact fp32 dots, on request only: "auto" (tf32x3 at torch's "highest", tf32 at "high"/"medium")
@@ -148,13 +149,16 @@ def fused_supported(d: int, dtype: torch.dtype, compute_grad: bool) -> bool:
 
 # Gradient-path tiles by dot kind and padded D: ((BM, BN, warps) forward/bank, (BN, BM, warps) keys).
 # Chosen from bench/ince_static_check.py on sm_90a (triton 3.9), then narrowed where the full gate
-# found spills under one of the two tritons (tf32 at D = 128: 12-20 B with 32-row tiles under 3.6,
-# 8 B with 16x32 tiles at 4 warps under 3.9; the tf32x3 keys kernel at D <= 32: 4-8 B with 32-row
-# tiles under 3.6): the largest tiles without register spills under both.
+# found spills under one of the two tritons (tf32 at D = 128, below; the tf32x3 keys kernel at
+# D <= 32: 4-8 B with 32-row tiles under 3.6): the largest tiles without register spills under both.
 # tf32x3 splits every fp32 operand in two (hi + lo), so it needs the smallest tiles.
+# tf32 at D = 128 is where the two compilers part: triton 3.6's register allocator spills the 32-row
+# tiles (12-20 B) and 3.9's the 16-row ones (8 B, capped at 128 registers), so the tile follows the
+# compiler; each choice is spill-free in the full gate under its version.
+_TF32_D128 = ((16, 32, 8), (16, 32, 8)) if _TRITON_VERSION < (3, 9) else ((32, 32, 8), (32, 32, 8))
 GRAD_TILES = {
     "16bit": {32: ((32, 32, 4), (32, 32, 4)), 64: ((64, 64, 8), (64, 64, 8)), 128: ((32, 32, 8), (32, 32, 8))},
-    "tf32": {32: ((32, 32, 4), (32, 32, 4)), 128: ((16, 32, 8), (16, 32, 8))},
+    "tf32": {32: ((32, 32, 4), (32, 32, 4)), 128: _TF32_D128},
     "tf32x3": {32: ((32, 32, 4), (16, 32, 8)), 64: ((32, 32, 8), (32, 32, 8)), 128: ((16, 32, 4), (16, 32, 8))},
     "ieee": {64: ((32, 32, 4), (16, 16, 4))},
     "fp64": {64: ((16, 32, 4), (16, 32, 4))},
