@@ -50,11 +50,6 @@ def column_scale(z: torch.Tensor) -> torch.Tensor:
     return pow2_scale(max_abs(z, 0))
 
 
-def row_scale(z: torch.Tensor) -> torch.Tensor:
-    """Per-row power-of-two scale of an (..., D) fp32/fp64 tensor, shape (..., 1)."""
-    return pow2_scale(max_abs(z, -1)).unsqueeze(-1)
-
-
 def sum_squares(x: torch.Tensor, coef: float) -> torch.Tensor:
     """``coef · Σ x²`` in x's dtype without overflowing unless the result itself does.
 

@@ -15,22 +15,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_int, check_nonnegative, check_pair, check_prob
-from .._numerics import NORM_EPS, acc_dtype, normalize_backward, row_scale, scaled_norm
+from .._numerics import NORM_EPS, acc_dtype, normalize_backward, normalize_rows
 from ..backend import check_backend, resolve_backend
 from ..distributed import check_gather_distributed, gather_pair
 from ._common import creating_graph, differentiable_grads, scaled
 
 __all__ = ["TiCoLoss", "tico_loss", "tico_loss_reference"]
-
-
-def normalize_rows(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """F.normalize(z, dim=1) and ‖z‖ (N, 1), overflow-safe: rows are divided by their power-of-two
-    scale before squaring, so 1e20 rows in fp32 normalise as in fp64 (‖z‖² overflowed, rows became 0).
-    ``‖z‖`` itself is inf only when it is beyond the dtype, where the gradient through it is ~0."""
-    s = row_scale(z)
-    y = z / s
-    norm_y, clamped = scaled_norm(y, s, NORM_EPS)
-    return y.div_(clamped), norm_y * s
 
 
 def tico_fwd_torch(z_a, z_b, cov, beta: float, rho: float, compute_grad: bool):
@@ -41,7 +31,7 @@ def tico_fwd_torch(z_a, z_b, cov, beta: float, rho: float, compute_grad: bool):
     acc = torch.promote_types(acc_dtype(z_a.dtype), cov.dtype)
     za, zb = z_a.to(acc), z_b.to(acc)
     n = za.shape[0]
-    ua, na = normalize_rows(za)
+    ua, na = normalize_rows(za)  # overflow-safe F.normalize and ‖z‖ (sslfast._numerics)
     ub, nb = normalize_rows(zb)
     new_cov = torch.addmm(cov.to(acc), ua.T, ua, beta=beta, alpha=(1 - beta) / n)
     p = ua @ new_cov
