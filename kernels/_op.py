@@ -22,8 +22,6 @@ import torch
 
 from sslfast.backend import _CAPTURING, interpreting
 
-# name -> the undecorated launcher, for callers that must bypass the registered op.
-LAUNCHERS: dict[str, Callable] = {}
 _SINK: contextvars.ContextVar[list | None] = contextvars.ContextVar("sslfast_launch_sink", default=None)
 
 
@@ -35,11 +33,6 @@ class Launch:
     grid: tuple[int, ...]
     args: tuple = ()
     kwargs: dict = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        fn = getattr(self.kernel, "fn", self.kernel)
-        return getattr(fn, "__name__", repr(fn))
 
 
 class _Recorder:
@@ -89,7 +82,6 @@ def kernel_op(name: str, fake: Callable, mutates_args: tuple[str, ...] = ()):
     """Register ``fn`` as ``torch.ops.sslfast.<name>``; ``fake`` gives output shapes/dtypes."""
 
     def register(fn):
-        LAUNCHERS[name] = fn
         qualname = f"sslfast::{name}"
         if interpreting():
             op = torch.library.custom_op(qualname, fn, mutates_args=mutates_args)
