@@ -73,7 +73,7 @@ CHUNK = None
 # time under torch.compile).
 FP32_DOTS = "auto"
 # Largest padded D the gradient kernels serve per dot operand dtype (statically checked for sm_90a
-# with bench/ince_static_check.py: no spills, shared memory ≤ 232,448 B). Above: torch backend.
+# with the static gate, sslfast bench gate: no spills, shared memory ≤ 232,448 B). Above: torch backend.
 # D = 256 spilled at every tile shape tried (16×16 up to 64×64, 4 and 8 warps): serving it needs the
 # gradient split over D across programs.
 MAX_GRAD_DP = {torch.float16: 128, torch.bfloat16: 128, torch.float32: 128, torch.float64: 64}
@@ -148,7 +148,7 @@ def fused_supported(d: int, dtype: torch.dtype, compute_grad: bool) -> bool:
 
 
 # Gradient-path tiles by dot kind and padded D: ((BM, BN, warps) forward/bank, (BN, BM, warps) keys).
-# Chosen from bench/ince_static_check.py on sm_90a (triton 3.9), then narrowed where the full gate
+# Chosen by compiling for sm_90a (triton 3.9), then narrowed where the full gate (sslfast bench gate)
 # found spills under one of the two tritons (tf32 at D = 128, below; the tf32x3 keys kernel at
 # D <= 32: 4-8 B with 32-row tiles under 3.6): the largest tiles without register spills under both.
 # tf32x3 splits every fp32 operand in two (hi + lo), so it needs the smallest tiles.
