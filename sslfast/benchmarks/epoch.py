@@ -235,8 +235,6 @@ def main(argv: list[str] | None = None) -> int:
             "compile_mode": args.compile_mode,
             "device": str(device),
         },
-        # a shared machine's load skews CPU timings: record it next to them
-        "load_average_1_5_15": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "results": rows,
         "speedup_ours_vs_reference": speedups,
         "targets": {
