@@ -64,8 +64,9 @@ NORM_BLOCK_N = 32
 NORM_BLOCK_D = 64
 NEG_BIG = tl.constexpr(-1.0e30)  # finite start for the running max: exp(m_old − m_new) never sees −inf − (−inf)
 
+_TRITON_VERSION = tuple(int(x) for x in triton.__version__.split(".")[:2])  # tiles that differ by compiler
+
 # Test hooks: TILES = (BM, BN, num_warps) and CHUNK = BK force small, multi-tile, multi-chunk grids.
-_TRITON_VERSION = tuple(int(x) for x in triton.__version__.split(".")[:2])
 TILES = None
 CHUNK = None
 # Exact fp32 dots, on request only: "auto" (tf32x3 at torch's "highest", tf32 at "high"/"medium")
