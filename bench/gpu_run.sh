@@ -54,7 +54,7 @@ dry_run() {
     echo "CIFAR-10 subset: $SUBSET ($(du -m "$SUBSET" | cut -f1) MB): carry it with call 2"
   else
     echo "CIFAR-10 subset: $SUBSET missing; build it first:"
-    echo "  python -m sslfast.benchmarks.cifar_subset --out $SUBSET"
+    echo "  python -m sslfast.data_pipelines.cifar_subset --out $SUBSET"
   fi
   [ "$total" -le "$MAX_TOTAL_S" ] || { echo "error: budgets sum to more than ${MAX_TOTAL_S}s" >&2; return 1; }
 }

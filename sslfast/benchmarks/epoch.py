@@ -40,7 +40,8 @@ TARGET_SPEEDUP = 15.0
 
 
 def _data(args):
-    """(train dataset, label): CIFAR-10 from the usual places, else synthetic images of its shape."""
+    """(train dataset, label): CIFAR-10 (--data-root: a folder or a subset .npz; else the usual places),
+    else, when no --data-root was given, synthetic images of its shape."""
     from sslfast.data_pipelines import make_synthetic
     from sslfast.data_pipelines.datasets import DatasetError
     from sslfast.train.config import TrainConfig
@@ -48,8 +49,10 @@ def _data(args):
 
     try:
         train, _ = load_data(TrainConfig(data="cifar10", data_root=args.data_root), search=True)
-        label = "cifar10"
-    except DatasetError:
+        label = "cifar10" if not str(args.data_root or "").endswith(".npz") else f"CIFAR-10 subset {args.data_root}"
+    except DatasetError as e:
+        if args.data_root is not None:  # asked for this data: never a silent stand-in
+            raise SystemExit(f"sslfast bench epoch: error: {e}") from None
         train = make_synthetic(args.subset or EPOCH_IMAGES, 10, 32, seed=0)
         label = "synthetic 32x32 (CIFAR-10 not found; same shape)"
     return first(train, args.subset), label

@@ -525,21 +525,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def load_data(args):
     """(train, test, label): CIFAR-10 (--data-root, $SSLFAST_DATA, ../shared/data; or a subset .npz
-    written by ``sslfast.benchmarks.cifar_subset`` as --data-root) or synthetic."""
+    written by ``sslfast.data_pipelines.cifar_subset`` as --data-root) or synthetic."""
     from sslfast.data_pipelines.datasets import DatasetError
     from sslfast.train.config import TrainConfig
     from sslfast.train.setup import first
     from sslfast.train.setup import load_data as setup_load_data
 
-    if args.data == "cifar10" and str(args.data_root or "").endswith(".npz"):  # the GPU runbook's subset
-        from .cifar_subset import SubsetError, load
-
-        try:
-            train, test = load(args.data_root)
-        except SubsetError as e:
-            raise SystemExit(f"sslfast bench tta: error: {e}") from None
-        label = f"CIFAR-10 subset {args.data_root} ({len(train)} train / {len(test)} test images)"
-        return first(train, args.subset), first(test, args.test_subset), label
     cfg = TrainConfig(data=args.data, data_root=args.data_root, synthetic_size=args.subset or 5000)
     try:
         train, test = setup_load_data(cfg, search=True)
@@ -547,7 +538,12 @@ def load_data(args):
         raise SystemExit(
             f"sslfast bench tta: error: {e}; pass --data-root or set SSLFAST_DATA, or use --data synthetic"
         ) from None
-    label = "CIFAR-10" if args.data == "cifar10" else "synthetic (class-structured, 32x32)"
+    if args.data != "cifar10":
+        label = "synthetic (class-structured, 32x32)"
+    elif str(args.data_root or "").endswith(".npz"):
+        label = f"CIFAR-10 subset {args.data_root} ({len(train)} train / {len(test)} test images)"
+    else:
+        label = "CIFAR-10"
     return first(train, args.subset), first(test, args.test_subset), label
 
 

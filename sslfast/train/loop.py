@@ -234,7 +234,10 @@ def _train(cfg: TrainConfig, resume: bool, world: int, rk: int, device: torch.de
             inner.load_state_dict(ckpt["model"])
         except RuntimeError as e:
             raise CheckpointError(f"checkpoint {ckpt_path} does not match this run's model: {e}") from None
-        opt.load_state_dict(ckpt["optimizer"])
+        try:
+            opt.load_state_dict(ckpt["optimizer"])
+        except (ValueError, KeyError) as e:  # other parameter groups (e.g. a recipe's static-lr heads)
+            raise CheckpointError(f"checkpoint {ckpt_path} does not match this run's optimizer: {e}") from None
         for g in opt.param_groups:  # keep the lr a device tensor after loading
             g["lr"] = torch.tensor(float(g["lr"]), device=device)
         step.step = int(ckpt["step"])

@@ -33,6 +33,8 @@ class MethodSpec:
     describe the heads (``pred_hidden=None``: no predictor). ``momentum=(base_tau, final_tau)``
     adds an EMA copy of backbone + projector, updated with the cosine schedule of BYOL.
     ``lr`` is the learning rate at batch ``lr_ref_batch`` (linear scaling; None: no scaling).
+    ``static_lr`` names heads (``"predictor"``) whose rate stays at that scaled ``lr`` while the
+    rest follows the warm-up and cosine schedule.
     """
 
     name: str
@@ -45,6 +47,7 @@ class MethodSpec:
     proj_last_bn: bool = False
     proj_normalize: bool = False  # L2-normalise the projection (EMP-SSL's encoder)
     pred_hidden: int | None = None
+    static_lr: tuple[str, ...] = ()  # submodules trained at the base lr throughout (optim.param_groups_for_ssl)
     momentum: tuple[float, float] | None = None
     loss_kwargs: dict = field(default_factory=dict)
     loss_scale: float = 1.0
@@ -164,7 +167,8 @@ METHODS: dict[str, MethodSpec] = {
             momentum=(0.99, 1.0),
             **_lars(lr=1.0, weight_decay=1e-5),
         ),
-        # solo-learn cifar/simsiam.yaml: proj 2048-2048-2048 + last BN, pred 512, SGD lr 0.5, wd 1e-5.
+        # solo-learn cifar/simsiam.yaml: proj 2048-2048-2048 + last BN, pred 512, SGD lr 0.5, wd 1e-5;
+        # the predictor at a fixed lr (solo-learn simsiam.py static_lr; SimSiam paper Sec. 4.4).
         MethodSpec(
             "simsiam",
             "simsiam",
@@ -174,6 +178,7 @@ METHODS: dict[str, MethodSpec] = {
             "solo-learn scripts/pretrain/cifar/simsiam.yaml",
             proj_last_bn=True,
             pred_hidden=512,
+            static_lr=("predictor",),
             optimizer="sgd",
             lr=0.5,
             weight_decay=1e-5,

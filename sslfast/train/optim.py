@@ -27,23 +27,37 @@ def _is_no_decay(name: str, p: torch.Tensor, skip_names: Iterable[str]) -> bool:
     return p.ndim <= 1 or any(name == s or name.endswith("." + s) for s in skip_names)
 
 
-def param_groups_for_ssl(model: nn.Module, weight_decay: float, *, skip_names: Iterable[str] = ()) -> list[dict]:
-    """Two parameter groups: weights get ``weight_decay`` and LARS adaptation; biases and
-    norm parameters (every parameter with ndim <= 1, plus names in ``skip_names``) get neither,
-    as in the SimCLR, Barlow Twins and VICReg code. Frozen parameters are left out.
+def param_groups_for_ssl(
+    model: nn.Module, weight_decay: float, *, skip_names: Iterable[str] = (), static_lr: Iterable[str] = ()
+) -> list[dict]:
+    """Parameter groups: weights get ``weight_decay`` and LARS adaptation; biases and norm
+    parameters (every parameter with ndim <= 1, plus names in ``skip_names``) get neither, as in
+    the SimCLR, Barlow Twins and VICReg code. Frozen parameters are left out.
+
+    ``static_lr``: names of submodules (``"predictor"``) whose parameters go into their own
+    groups marked ``static_lr=True``: ``set_lr`` leaves their rate at the base rate (no warm-up,
+    no decay), as solo-learn's SimSiam predictor (``learnable_params``' ``static_lr``; the
+    SimSiam paper, Sec. 4.4, "a fixed lr for the predictor"). Every group carries the key.
     Empty groups are dropped.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     _check_number(weight_decay, "weight_decay", allow_zero=True)
     skip = tuple(skip_names)
-    decay, no_decay = [], []
+    static = tuple(static_lr)
+    known = {name for name, _ in model.named_modules()}
+    missing = [s for s in static if s not in known]
+    if missing:
+        raise ValueError(f"static_lr names submodules {missing} that {type(model).__name__} does not have")
+    buckets: dict[tuple[bool, bool], list] = {(d, s): [] for s in (False, True) for d in (True, False)}
     for name, p in model.named_parameters():
         if p.requires_grad:
-            (no_decay if _is_no_decay(name, p, skip) else decay).append(p)
+            fixed = any(name.startswith(prefix + ".") for prefix in static)
+            buckets[(not _is_no_decay(name, p, skip), fixed)].append(p)
     groups = [
-        {"params": decay, "weight_decay": float(weight_decay), "lars_adaptation": True},
-        {"params": no_decay, "weight_decay": 0.0, "lars_adaptation": False},
+        {"params": params, "weight_decay": float(weight_decay) if decay else 0.0, "lars_adaptation": decay}
+        | {"static_lr": fixed}
+        for (decay, fixed), params in buckets.items()
     ]
     return [g for g in groups if g["params"]]
 
@@ -175,12 +189,14 @@ def build_optimizer(
     eta: float = 0.001,
     clip_lr: bool = False,
     skip_names: Iterable[str] = (),
+    static_lr: Iterable[str] = (),
 ) -> torch.optim.Optimizer:
     """``"lars"`` | ``"adamw"`` | ``"sgd"`` over ``params``.
 
     ``params`` is an nn.Module (split with ``param_groups_for_ssl``: no decay on biases and
-    norms), an iterable of parameters, or a list of param-group dicts. AdamW and SGD use
-    ``fused=True`` when every parameter is on CUDA and ``foreach=True`` otherwise.
+    norms; ``static_lr`` submodules keep ``lr`` throughout), an iterable of parameters, or a list
+    of param-group dicts. AdamW and SGD use ``fused=True`` when every parameter is on CUDA and
+    ``foreach=True`` otherwise.
     """
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, got {type(name).__name__}")
@@ -189,7 +205,10 @@ def build_optimizer(
         raise ValueError(f"unknown optimizer {name!r}; valid names: adamw, lars, sgd")
     _check_number(weight_decay, "weight_decay", allow_zero=True)
     if isinstance(params, nn.Module):
-        params = param_groups_for_ssl(params, weight_decay, skip_names=skip_names)
+        params = param_groups_for_ssl(params, weight_decay, skip_names=skip_names, static_lr=static_lr)
+        for g in params:
+            if g["static_lr"] and isinstance(lr, torch.Tensor):
+                g["lr"] = lr.clone()  # its own tensor: set_lr fills the scheduled groups' shared one
     else:
         params = list(params)
     if not params:
@@ -246,8 +265,11 @@ def warmup_cosine(
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr) -> None:
-    """Write ``lr`` into every group; a tensor-valued group lr is updated in place (no recompile)."""
+    """Write ``lr`` into every group except ``static_lr`` ones (``param_groups_for_ssl``); a
+    tensor-valued group lr is updated in place (no recompile)."""
     for group in optimizer.param_groups:
+        if group.get("static_lr", False):
+            continue
         if isinstance(group["lr"], torch.Tensor):
             group["lr"].fill_(lr)
         else:

@@ -111,11 +111,19 @@ def cifar10_places(root: str | os.PathLike | None, search: bool) -> list[str]:
 
 
 def load_data(cfg: TrainConfig, *, search: bool = False):
-    """(train ImageDataset, test ImageDataset or None) for ``cfg.data``, cut to ``cfg.subset``."""
+    """(train ImageDataset, test ImageDataset or None) for ``cfg.data``, cut to ``cfg.subset``.
+
+    CIFAR-10 is read from the official binary folder, or from a ``.npz`` subset written by
+    ``sslfast.data_pipelines.cifar_subset`` when ``data_root`` names one (the GPU runbook's).
+    """
     from ..data_pipelines import ImageFolder, load_cifar10, make_synthetic
     from ..data_pipelines.datasets import DatasetError
 
-    if cfg.data == "cifar10":
+    if cfg.data == "cifar10" and str(cfg.data_root or "").endswith(".npz"):
+        from ..data_pipelines.cifar_subset import load as load_subset
+
+        train, test = load_subset(cfg.data_root)  # the GPU runbook's sha256-checked subset
+    elif cfg.data == "cifar10":
         places = cifar10_places(cfg.data_root, search)
         if not places:
             raise ConfigError(
@@ -334,6 +342,7 @@ def build_run(
         spec.weight_decay,
         eta=spec.eta,
         clip_lr=spec.clip_lr,
+        static_lr=spec.static_lr,
     )
     schedule = functools.partial(
         warmup_cosine,

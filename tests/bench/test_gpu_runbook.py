@@ -89,8 +89,7 @@ def test_cifar_subset_round_trip_and_tamper_check(tmp_path, monkeypatch):
     import numpy as np
     import sslfast.data_pipelines as dp
     import torch
-
-    from sslfast.benchmarks import cifar_subset
+    from sslfast.data_pipelines import cifar_subset
 
     data = dp.make_synthetic(40, 10, 32, seed=0)
     monkeypatch.setattr(dp, "load_cifar10", lambda root, train=True: data)
@@ -109,6 +108,34 @@ def test_cifar_subset_round_trip_and_tamper_check(tmp_path, monkeypatch):
         cifar_subset.load(tmp_path / "missing.npz")
     with pytest.raises(cifar_subset.SubsetError, match="must be in"):
         cifar_subset.build(None, tmp_path / "u.npz", n_train=41)
+
+
+def test_the_one_run_setup_reads_the_subset_for_train_epoch_and_tta(tmp_path, monkeypatch):
+    import sslfast.data_pipelines as dp
+    import torch
+    from sslfast.data_pipelines import cifar_subset
+    from sslfast.data_pipelines.datasets import DatasetError
+
+    from sslfast.benchmarks import epoch, tta
+    from sslfast.train.config import TrainConfig
+    from sslfast.train.setup import load_data
+
+    data = dp.make_synthetic(40, 10, 32, seed=0)
+    monkeypatch.setattr(dp, "load_cifar10", lambda root, train=True: data)
+    path = str(cifar_subset.build(None, tmp_path / "s.npz", n_train=30, n_test=6))
+    monkeypatch.undo()  # from here on, only the .npz can supply these images
+    train, test = load_data(TrainConfig(data="cifar10", data_root=path, subset=20))
+    assert torch.equal(train.images, data.images[:20]) and len(test) == 6
+    args = tta.parse_args(["--data-root", path, "--subset", "25", "--test-subset", "4"])
+    train, test, label = tta.load_data(args)
+    assert (len(train), len(test)) == (25, 4) and label.startswith("CIFAR-10 subset")
+    train, label = epoch._data(epoch.parse_args(["--data-root", path]))
+    assert torch.equal(train.images, data.images[:30]) and label.startswith("CIFAR-10 subset")
+    with pytest.raises(DatasetError, match="not found"):
+        load_data(TrainConfig(data="cifar10", data_root=str(tmp_path / "missing.npz")))
+    # A named --data-root that cannot be read is an error, never a synthetic stand-in.
+    with pytest.raises(SystemExit, match="sslfast bench epoch: error: .*not found"):
+        epoch._data(epoch.parse_args(["--data-root", str(tmp_path / "missing.npz")]))
 
 
 def test_dry_run_fits_80_columns():

@@ -247,3 +247,39 @@ def test_warmup_keeps_its_slope_when_longer_than_the_run():
     assert max(got) == pytest.approx(start + (base - start) * T / W) and max(got) < base / 4  # far below the peak
     t = warmup_cosine(torch.arange(T + 1), T, W, base, start_lr=start)
     torch.testing.assert_close(t.double(), torch.tensor(want, dtype=torch.float64), rtol=1e-6, atol=0)
+
+
+def test_static_lr_groups_keep_the_base_rate_while_the_rest_follow_the_schedule():
+    # solo-learn SimSiam: the predictor's groups are left out of the scheduler (static_lr).
+    model = nn.ModuleDict({"backbone": _small_model(), "predictor": nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3))})
+    for name in ("sgd", "lars"):
+        opt = build_optimizer(name, model, torch.tensor(0.5), 1e-4, static_lr=["predictor"])
+        fixed = {id(p) for g in opt.param_groups if g["static_lr"] for p in g["params"]}
+        assert fixed == {id(p) for p in model["predictor"].parameters()}
+        assert len(opt.param_groups) == 4  # (decay, no decay) x (scheduled, static)
+        for step in range(6):
+            set_lr(opt, warmup_cosine(step, 6, 2, 0.5, start_lr=0.0))
+            for g in opt.param_groups:
+                want = 0.5 if g["static_lr"] else warmup_cosine(step, 6, 2, 0.5, start_lr=0.0)
+                assert float(g["lr"]) == pytest.approx(want), (name, step, g["static_lr"])
+    # Without static heads every group is scheduled (and marked so).
+    assert not any(g["static_lr"] for g in param_groups_for_ssl(model, 1e-4))
+    with pytest.raises(ValueError, match=r"static_lr names submodules \['head'\]"):
+        param_groups_for_ssl(model, 1e-4, static_lr=["head"])
+
+
+def test_simsiam_run_trains_its_predictor_at_the_fixed_base_rate():
+    from sslfast.train.config import TrainConfig
+    from sslfast.train.setup import build_run, scaled_lr
+
+    cfg = TrainConfig(method="simsiam", data="synthetic", synthetic_size=64, batch_size=16, width=4, device="cpu")
+    run = build_run(cfg)
+    base = scaled_lr(run.spec)
+    set_lr(run.optimizer, run.schedule(0))  # the warm-up's first rate: far below base
+    at_base = set()
+    for g in run.optimizer.param_groups:
+        owner = {n.split(".")[0] for n, p in run.model.named_parameters() if any(p is q for q in g["params"])}
+        if float(g["lr"]) == pytest.approx(base):
+            at_base |= owner
+    assert at_base == {"predictor"}
+    assert run.schedule(0) < base / 10

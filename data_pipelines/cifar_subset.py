@@ -5,9 +5,11 @@ subset travels with the code in one. Built on the CPU side from a verified CIFAR
 (``load_cifar10`` checks the official sha256 sums), never committed (keep it under the ignored
 ``.cifar/`` and name it in the device call's carry list):
 
-    python -m sslfast.benchmarks.cifar_subset --out .cifar/cifar10-subset.npz [--train 10000] [--test 2000]
+    python -m sslfast.data_pipelines.cifar_subset --out .cifar/cifar10-subset.npz [--train 10000] [--test 2000]
 
-``sslfast bench tta --data-root .cifar/cifar10-subset.npz`` reads it (``load``). The file records
+The one run setup reads it wherever CIFAR-10 is read (``sslfast.train.setup.load_data``: a
+``data_root`` ending in ``.npz``), so ``sslfast train``, ``sslfast bench epoch`` and ``sslfast
+bench tta`` all take ``--data-root .cifar/cifar10-subset.npz``. The file records
 the sha256 of the arrays it holds, checked on load, so a truncated transfer is an error, not a
 smaller data set.
 """
@@ -18,12 +20,14 @@ import argparse
 import hashlib
 from pathlib import Path
 
+from .datasets import DatasetError
+
 SUFFIX = ".npz"
 # 10,000 train + 2,000 test images: 36.9 MB of uint8 pixels, well inside 64 MiB with the code.
 DEFAULT_TRAIN, DEFAULT_TEST = 10_000, 2_000
 
 
-class SubsetError(ValueError):
+class SubsetError(DatasetError):
     """A subset file that is missing, truncated or not one written by ``build``."""
 
 
@@ -39,7 +43,7 @@ def build(root, out, n_train: int = DEFAULT_TRAIN, n_test: int = DEFAULT_TEST) -
     """Write the first ``n_train`` train and ``n_test`` test images of the CIFAR-10 at ``root``."""
     import numpy as np
 
-    from sslfast.data_pipelines import load_cifar10
+    from . import load_cifar10
 
     train, test = load_cifar10(root, train=True), load_cifar10(root, train=False)
     if not (1 <= n_train <= len(train) and 1 <= n_test <= len(test)):
@@ -65,7 +69,7 @@ def load(path):
     import numpy as np
     import torch
 
-    from sslfast.data_pipelines.datasets import ImageDataset
+    from .datasets import ImageDataset
 
     path = Path(path)
     try:
@@ -75,7 +79,9 @@ def load(path):
     except FileNotFoundError:
         raise SubsetError(f"CIFAR-10 subset not found: {path}") from None
     except (OSError, ValueError, KeyError, EOFError) as e:
-        raise SubsetError(f"{path}: not a CIFAR-10 subset written by sslfast.benchmarks.cifar_subset ({e})") from None
+        raise SubsetError(
+            f"{path}: not a CIFAR-10 subset written by sslfast.data_pipelines.cifar_subset ({e})"
+        ) from None
     if _digest(arrays) != digest:
         raise SubsetError(f"{path}: contents do not match the sha256 recorded when it was built (truncated copy?)")
 
@@ -90,7 +96,7 @@ def load(path):
 def main(argv: list[str] | None = None) -> int:
     from sslfast._checks import arg_type, check_int
 
-    p = argparse.ArgumentParser(prog="python -m sslfast.benchmarks.cifar_subset", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m sslfast.data_pipelines.cifar_subset", description=__doc__)
     p.add_argument("--root", default=None, help="CIFAR-10 folder (default: $SSLFAST_DATA)")
     p.add_argument("--out", required=True, help="the .npz to write, e.g. .cifar/cifar10-subset.npz")
     p.add_argument("--train", type=arg_type(int, check_int, min=1), default=DEFAULT_TRAIN)
