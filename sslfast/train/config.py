@@ -54,6 +54,9 @@ class TrainConfig:
     synthetic_size: int = opt(4096, "images of --data synthetic")
     image_size: int = opt(32, "image size of synthetic data and image folders")
     view_size: int | None = opt(None, "override the views' output size")
+    crop_min_scale: float | None = opt(
+        None, "override the views' smallest random-resized-crop area fraction (0.08 in most presets)"
+    )
     num_views: int | None = opt(None, "EMP-SSL patches per image")
     local_crops: int = opt(0, "SimCLR multi-crop: extra small crops")
     local_size: int = opt(16, "size of the local crops")
@@ -133,6 +136,9 @@ class TrainConfig:
             for name in ("lr", "weight_decay"):
                 check_number(getattr(self, name), name, min=0, allow_none=True)
             check_number(self.ema_tau, "ema_tau", min=0, max=1, allow_none=True)
+            check_number(self.crop_min_scale, "crop_min_scale", min=0, max=1, allow_none=True)
+            if self.crop_min_scale == 0:
+                raise ValueError("crop_min_scale must be > 0 (an empty crop), got 0")
             check_choice(self.amp, "amp", AMP)
             check_choice(self.pipeline, "pipeline", PIPELINES)
             if self.proj_hidden is not None:

@@ -94,6 +94,10 @@ def build_views(spec: MethodSpec, cfg: TrainConfig) -> list:
         views = preset(spec.views, "cifar10")
     if cfg.view_size is not None:
         views = [v.replace(size=cfg.view_size) for v in views]
+    if cfg.crop_min_scale is not None:
+        if spec.views == "emp_ssl":
+            raise ConfigError("crop_min_scale does not apply to EMP-SSL, whose patches have a fixed scale (0.25)")
+        views = [v.replace(crop_scale=(cfg.crop_min_scale, v.crop_scale[1])) for v in views]
     if cfg.local_crops:
         # SwAV's local crops (scale 0.05-0.14), with the global views' colour pipeline
         local = views[0].replace(size=cfg.local_size, crop_scale=(0.05, 0.14))

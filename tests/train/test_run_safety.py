@@ -237,3 +237,21 @@ def test_bad_options_are_config_errors(tmp_path, capsys):
     ):
         assert cli(["train", *argv, "--out", str(tmp_path / "x")]) == 2
         assert f"sslfast train: error: {text}" in capsys.readouterr().err
+
+
+def test_crop_min_scale_overrides_every_view_and_is_checked():
+    from sslfast.train.setup import build_views, method_spec
+
+    for method, preset_min in (("byol", 0.08), ("vicreg", 0.2), ("simclr", 0.08)):
+        cfg = TrainConfig(method=method, local_crops=2 if method == "simclr" else 0).validate()
+        assert {v.crop_scale for v in build_views(method_spec(cfg), cfg)[:2]} == {(preset_min, 1.0)}
+        cfg.crop_min_scale = 0.3
+        views = build_views(method_spec(cfg.validate()), cfg)
+        assert [v.crop_scale for v in views[:2]] == [(0.3, 1.0)] * 2
+        assert all(v.crop_scale == (0.05, 0.14) for v in views[2:])  # local crops keep their own range
+    for bad, match in ((0.0, "crop_min_scale must be > 0"), (1.5, "crop_min_scale"), ("0.2", "crop_min_scale")):
+        with pytest.raises(ConfigError, match=match):
+            TrainConfig(crop_min_scale=bad).validate()
+    cfg = TrainConfig(method="emp_ssl", crop_min_scale=0.2).validate()
+    with pytest.raises(ConfigError, match="does not apply to EMP-SSL"):
+        build_views(method_spec(cfg), cfg)
