@@ -61,6 +61,9 @@ class TrainConfig:
     local_crops: int = opt(0, "SimCLR multi-crop: extra small crops")
     local_size: int = opt(16, "size of the local crops")
     queue_size: int | None = opt(None, "MoCo v2 queue length")
+    loss_kwargs: dict = opt(
+        {}, "override the method's loss weights and options, e.g. {lambda_param: 0.01} (YAML or --set)", cli=False
+    )
     backbone: str = opt("resnet18_cifar", "backbone (sslfast.train.models.BACKBONES)")
     width: int | None = opt(None, "ResNet first-stage width (64 in ResNet-18; small for tests)")
     patch_size: int | None = opt(None, "ViT patch size (4 for 32x32 images)")
@@ -74,6 +77,13 @@ class TrainConfig:
     optimizer: str | None = opt(None, "lars, sgd or adamw")
     lr: float | None = opt(None, "learning rate at the method's reference batch, scaled linearly with the batch")
     weight_decay: float | None = opt(None, "weight decay")
+    eta: float | None = opt(None, "LARS trust coefficient (solo-learn CIFAR: 0.02; official Barlow Twins, VICReg: 0.001)")
+    static_lr: list[str] | None = opt(
+        None, "heads trained at the base learning rate throughout, without warm-up or decay (e.g. predictor)"
+    )
+    bias_lr_scale: float | None = opt(
+        None, "learning rate of biases and norm parameters as a fraction of the weights' (official Barlow Twins: 0.024)"
+    )
     warmup_epochs: int | None = opt(None, "linear warm-up epochs (kept at its slope when the run is shorter)")
     ema_tau: float | None = opt(None, "starting EMA momentum of the teacher (BYOL, MoCo v2/v3)")
     pipeline: str = opt(
@@ -135,7 +145,19 @@ class TrainConfig:
                 check_int(getattr(self, name), name, min=0)
             for name in ("lr", "weight_decay"):
                 check_number(getattr(self, name), name, min=0, allow_none=True)
+            check_number(self.bias_lr_scale, "bias_lr_scale", min=0, allow_none=True)
+            check_number(self.eta, "eta", min=0, allow_none=True)
+            if self.eta == 0:
+                raise ValueError("eta must be > 0 (LARS would freeze every weight), got 0")
+            if self.bias_lr_scale == 0:
+                raise ValueError("bias_lr_scale must be > 0 (frozen biases and norms), got 0")
+            if self.static_lr is not None:
+                heads = ("projector", "predictor")
+                if not isinstance(self.static_lr, (list, tuple)) or any(h not in heads for h in self.static_lr):
+                    raise ValueError(f"static_lr must be a list of heads from {heads}, got {self.static_lr!r}")
             check_number(self.ema_tau, "ema_tau", min=0, max=1, allow_none=True)
+            if not isinstance(self.loss_kwargs, dict) or not all(isinstance(k, str) for k in self.loss_kwargs):
+                raise ValueError(f"loss_kwargs must be a mapping of option names to values, got {self.loss_kwargs!r}")
             check_number(self.crop_min_scale, "crop_min_scale", min=0, max=1, allow_none=True)
             if self.crop_min_scale == 0:
                 raise ValueError("crop_min_scale must be > 0 (an empty crop), got 0")

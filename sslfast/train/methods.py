@@ -48,6 +48,7 @@ class MethodSpec:
     proj_normalize: bool = False  # L2-normalise the projection (EMP-SSL's encoder)
     pred_hidden: int | None = None
     static_lr: tuple[str, ...] = ()  # submodules trained at the base lr throughout (optim.param_groups_for_ssl)
+    bias_lr_scale: float = 1.0  # biases' and norm parameters' rate / the weights' (optim.param_groups_for_ssl)
     momentum: tuple[float, float] | None = None
     loss_kwargs: dict = field(default_factory=dict)
     loss_scale: float = 1.0

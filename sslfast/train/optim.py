@@ -28,7 +28,12 @@ def _is_no_decay(name: str, p: torch.Tensor, skip_names: Iterable[str]) -> bool:
 
 
 def param_groups_for_ssl(
-    model: nn.Module, weight_decay: float, *, skip_names: Iterable[str] = (), static_lr: Iterable[str] = ()
+    model: nn.Module,
+    weight_decay: float,
+    *,
+    skip_names: Iterable[str] = (),
+    static_lr: Iterable[str] = (),
+    bias_lr_scale: float = 1.0,
 ) -> list[dict]:
     """Parameter groups: weights get ``weight_decay`` and LARS adaptation; biases and norm
     parameters (every parameter with ndim <= 1, plus names in ``skip_names``) get neither, as in
@@ -38,11 +43,15 @@ def param_groups_for_ssl(
     groups marked ``static_lr=True``: ``set_lr`` leaves their rate at the base rate (no warm-up,
     no decay), as solo-learn's SimSiam predictor (``learnable_params``' ``static_lr``; the
     SimSiam paper, Sec. 4.4, "a fixed lr for the predictor"). Every group carries the key.
-    Empty groups are dropped.
+
+    ``bias_lr_scale``: the biases' and norm parameters' rate as a fraction of the weights' (the
+    group key ``lr_scale``, applied by ``set_lr``): 1 in solo-learn; the official Barlow Twins
+    code trains them at 0.0048 / 0.2 = 0.024 of the weights' rate. Empty groups are dropped.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     _check_number(weight_decay, "weight_decay", allow_zero=True)
+    _check_number(bias_lr_scale, "bias_lr_scale")
     skip = tuple(skip_names)
     static = tuple(static_lr)
     known = {name for name, _ in model.named_modules()}
@@ -56,7 +65,7 @@ def param_groups_for_ssl(
             buckets[(not _is_no_decay(name, p, skip), fixed)].append(p)
     groups = [
         {"params": params, "weight_decay": float(weight_decay) if decay else 0.0, "lars_adaptation": decay}
-        | {"static_lr": fixed}
+        | {"static_lr": fixed, "lr_scale": 1.0 if decay else float(bias_lr_scale)}
         for (decay, fixed), params in buckets.items()
     ]
     return [g for g in groups if g["params"]]
@@ -190,12 +199,13 @@ def build_optimizer(
     clip_lr: bool = False,
     skip_names: Iterable[str] = (),
     static_lr: Iterable[str] = (),
+    bias_lr_scale: float = 1.0,
 ) -> torch.optim.Optimizer:
     """``"lars"`` | ``"adamw"`` | ``"sgd"`` over ``params``.
 
     ``params`` is an nn.Module (split with ``param_groups_for_ssl``: no decay on biases and
-    norms; ``static_lr`` submodules keep ``lr`` throughout), an iterable of parameters, or a list
-    of param-group dicts. AdamW and SGD use ``fused=True`` when every parameter is on CUDA and
+    norms; ``static_lr`` submodules keep ``lr`` throughout; biases and norms at ``bias_lr_scale``
+    times the rate), an iterable of parameters, or a list of param-group dicts. AdamW and SGD use ``fused=True`` when every parameter is on CUDA and
     ``foreach=True`` otherwise.
     """
     if not isinstance(name, str):
@@ -205,10 +215,13 @@ def build_optimizer(
         raise ValueError(f"unknown optimizer {name!r}; valid names: adamw, lars, sgd")
     _check_number(weight_decay, "weight_decay", allow_zero=True)
     if isinstance(params, nn.Module):
-        params = param_groups_for_ssl(params, weight_decay, skip_names=skip_names, static_lr=static_lr)
+        params = param_groups_for_ssl(
+            params, weight_decay, skip_names=skip_names, static_lr=static_lr, bias_lr_scale=bias_lr_scale
+        )
         for g in params:
-            if g["static_lr"] and isinstance(lr, torch.Tensor):
-                g["lr"] = lr.clone()  # its own tensor: set_lr fills the scheduled groups' shared one
+            if g["static_lr"] or g["lr_scale"] != 1.0:
+                # its own rate (a tensor of its own: set_lr fills the other groups' shared one)
+                g["lr"] = lr * g["lr_scale"] if isinstance(lr, torch.Tensor) else float(lr) * g["lr_scale"]
     else:
         params = list(params)
     if not params:
@@ -265,12 +278,15 @@ def warmup_cosine(
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr) -> None:
-    """Write ``lr`` into every group except ``static_lr`` ones (``param_groups_for_ssl``); a
-    tensor-valued group lr is updated in place (no recompile)."""
+    """Write ``lr`` (times the group's ``lr_scale``, default 1) into every group except
+    ``static_lr`` ones (``param_groups_for_ssl``); a tensor-valued group lr is updated in place
+    (no recompile)."""
     for group in optimizer.param_groups:
         if group.get("static_lr", False):
             continue
+        scale = group.get("lr_scale", 1.0)
+        value = lr if scale == 1.0 else lr * scale
         if isinstance(group["lr"], torch.Tensor):
-            group["lr"].fill_(lr)
+            group["lr"].fill_(value)
         else:
-            group["lr"] = float(lr)
+            group["lr"] = float(value)

@@ -54,11 +54,19 @@ __all__ = [
 def method_spec(cfg: TrainConfig) -> MethodSpec:
     """The method's published spec with the config's overrides (None fields keep the default)."""
     base = get_method(cfg.method)
-    loss_kwargs = None
+    loss_kwargs = {**base.loss_kwargs, **cfg.loss_kwargs}
+    unknown = sorted(set(cfg.loss_kwargs) - set(base.loss_kwargs))
+    if unknown:
+        raise ConfigError(
+            f"loss_kwargs {unknown} are not options of {cfg.method}'s loss; "
+            f"its options: {sorted(base.loss_kwargs) or 'none'}"
+        )
     if cfg.queue_size is not None:
         if base.kind != "moco_v2":
             raise ConfigError(f"queue_size applies to method 'mocov2', got method {cfg.method!r}")
-        loss_kwargs = {**base.loss_kwargs, "queue_size": cfg.queue_size}
+        loss_kwargs["queue_size"] = cfg.queue_size
+    if cfg.static_lr and "predictor" in cfg.static_lr and base.pred_hidden is None:
+        raise ConfigError(f"static_lr names the predictor, but method {cfg.method!r} has none")
     return get_method(
         cfg.method,
         proj_hidden=tuple(cfg.proj_hidden) if cfg.proj_hidden is not None else None,
@@ -72,6 +80,9 @@ def method_spec(cfg: TrainConfig) -> MethodSpec:
         batch_size=cfg.batch_size,
         epochs=cfg.epochs,
         warmup_epochs=cfg.warmup_epochs,
+        bias_lr_scale=cfg.bias_lr_scale,
+        eta=cfg.eta,
+        static_lr=tuple(cfg.static_lr) if cfg.static_lr is not None else None,
         momentum=_momentum(base, cfg.ema_tau),
     )
 
@@ -347,6 +358,7 @@ def build_run(
         eta=spec.eta,
         clip_lr=spec.clip_lr,
         static_lr=spec.static_lr,
+        bias_lr_scale=spec.bias_lr_scale,
     )
     schedule = functools.partial(
         warmup_cosine,

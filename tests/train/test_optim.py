@@ -283,3 +283,51 @@ def test_simsiam_run_trains_its_predictor_at_the_fixed_base_rate():
             at_base |= owner
     assert at_base == {"predictor"}
     assert run.schedule(0) < base / 10
+
+
+def test_bias_lr_scale_gives_biases_and_norms_their_fraction_of_the_scheduled_rate():
+    # The official Barlow Twins code: weights at 0.2 x, biases and BN parameters at 0.0048 x the schedule.
+    model = _small_model()
+    for lr in (0.5, torch.tensor(0.5)):
+        opt = build_optimizer("lars", model, lr, 1e-4, bias_lr_scale=0.024)
+        weights, norms = opt.param_groups
+        assert (weights["lr_scale"], norms["lr_scale"]) == (1.0, 0.024)
+        for step in range(5):
+            want = warmup_cosine(step, 5, 2, 0.5)
+            set_lr(opt, want)
+            assert float(weights["lr"]) == pytest.approx(want)
+            assert float(norms["lr"]) == pytest.approx(0.024 * want)
+    with pytest.raises(ValueError, match="bias_lr_scale must be > 0"):
+        param_groups_for_ssl(model, 1e-4, bias_lr_scale=0.0)
+
+
+def test_recipe_options_for_heads_and_biases_reach_the_optimizer():
+    from sslfast.train.config import ConfigError, TrainConfig
+    from sslfast.train.setup import build_run
+
+    kw = dict(data="synthetic", synthetic_size=64, batch_size=16, width=4, device="cpu")
+    run = build_run(TrainConfig(method="byol", static_lr=["predictor"], bias_lr_scale=0.5, **kw))
+    fixed = {id(p) for g in run.optimizer.param_groups if g["static_lr"] for p in g["params"]}
+    assert fixed == {id(p) for p in run.model.predictor.parameters()}
+    assert {g["lr_scale"] for g in run.optimizer.param_groups if not g["lars_adaptation"]} == {0.5}
+    with pytest.raises(ConfigError, match="static_lr names the predictor, but method 'vicreg' has none"):
+        build_run(TrainConfig(method="vicreg", static_lr=["predictor"], **kw))
+    for bad, match in ((["backbone"], "static_lr must be a list of heads"), ("predictor", "static_lr must be")):
+        with pytest.raises(ConfigError, match=match):
+            TrainConfig(static_lr=bad).validate()
+    with pytest.raises(ConfigError, match="bias_lr_scale must be > 0"):
+        TrainConfig(bias_lr_scale=0.0).validate()
+    # eta and the loss's own options reach the optimizer and the loss module
+    run = build_run(TrainConfig(method="barlow_twins", eta=0.001, loss_kwargs={"lambda_param": 0.02}, **kw))
+    assert {g["eta"] for g in run.optimizer.param_groups} == {0.001}
+    assert run.model.loss.lambda_param == 0.02 and run.spec.loss_kwargs == {"lambda_param": 0.02}
+    run = build_run(TrainConfig(method="mocov2", queue_size=64, loss_kwargs={"temperature": 0.5}, **kw))
+    assert run.spec.loss_kwargs == {"temperature": 0.5, "queue_size": 64}
+    with pytest.raises(ConfigError, match=r"loss_kwargs \['lamda'\] are not options of barlow_twins's loss"):
+        build_run(TrainConfig(method="barlow_twins", loss_kwargs={"lamda": 0.02}, **kw))
+    with pytest.raises(ConfigError, match="lambda_param must be a non-negative number"):
+        build_run(TrainConfig(method="barlow_twins", loss_kwargs={"lambda_param": "a"}, **kw))
+    with pytest.raises(ConfigError, match="loss_kwargs must be a mapping"):
+        TrainConfig(loss_kwargs=[1]).validate()
+    with pytest.raises(ConfigError, match="eta must be > 0"):
+        TrainConfig(eta=0.0).validate()
