@@ -77,7 +77,9 @@ class TrainConfig:
     optimizer: str | None = opt(None, "lars, sgd or adamw")
     lr: float | None = opt(None, "learning rate at the method's reference batch, scaled linearly with the batch")
     weight_decay: float | None = opt(None, "weight decay")
-    eta: float | None = opt(None, "LARS trust coefficient (solo-learn CIFAR: 0.02; official Barlow Twins, VICReg: 0.001)")
+    eta: float | None = opt(
+        None, "LARS trust coefficient (solo-learn CIFAR: 0.02; official Barlow Twins, VICReg: 0.001)"
+    )
     static_lr: list[str] | None = opt(
         None, "heads trained at the base learning rate throughout, without warm-up or decay (e.g. predictor)"
     )

@@ -205,8 +205,8 @@ def build_optimizer(
 
     ``params`` is an nn.Module (split with ``param_groups_for_ssl``: no decay on biases and
     norms; ``static_lr`` submodules keep ``lr`` throughout; biases and norms at ``bias_lr_scale``
-    times the rate), an iterable of parameters, or a list of param-group dicts. AdamW and SGD use ``fused=True`` when every parameter is on CUDA and
-    ``foreach=True`` otherwise.
+    times the rate), an iterable of parameters, or a list of param-group dicts. AdamW and SGD
+    use ``fused=True`` when every parameter is on CUDA and ``foreach=True`` otherwise.
     """
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, got {type(name).__name__}")
