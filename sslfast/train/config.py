@@ -77,6 +77,10 @@ class TrainConfig:
     optimizer: str | None = opt(None, "lars, sgd or adamw")
     lr: float | None = opt(None, "learning rate at the method's reference batch, scaled linearly with the batch")
     weight_decay: float | None = opt(None, "weight decay")
+    bn_per_view: bool | None = opt(
+        None, "one forward pass per view, so BatchNorm normalises each view alone (solo-learn, official BYOL, "
+        "Barlow Twins, VICReg), instead of one pass per resolution"
+    )
     eta: float | None = opt(
         None, "LARS trust coefficient (solo-learn CIFAR: 0.02; official Barlow Twins, VICReg: 0.001)"
     )

@@ -47,6 +47,7 @@ class MethodSpec:
     proj_last_bn: bool = False
     proj_normalize: bool = False  # L2-normalise the projection (EMP-SSL's encoder)
     pred_hidden: int | None = None
+    bn_per_view: bool = False  # one forward pass per view (BatchNorm statistics per view), not per shape
     static_lr: tuple[str, ...] = ()  # submodules trained at the base lr throughout (optim.param_groups_for_ssl)
     bias_lr_scale: float = 1.0  # biases' and norm parameters' rate / the weights' (optim.param_groups_for_ssl)
     momentum: tuple[float, float] | None = None
@@ -343,12 +344,13 @@ class SSLModel(nn.Module):
             return losses.EMPSSLLoss(**kw, backend=backend)
         return None  # moco_v3 / byol / simsiam: written below
 
-    @staticmethod
-    def _grouped(encode: Callable[[torch.Tensor], torch.Tensor], views: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """``encode`` over views concatenated per shape; outputs in the views' order."""
+    def _grouped(self, encode: Callable[[torch.Tensor], torch.Tensor], views: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """``encode`` over views concatenated per shape (one pass each; with ``spec.bn_per_view``
+        one pass per view, so BatchNorm normalises each view by its own statistics); outputs in
+        the views' order."""
         groups: dict[tuple, list[int]] = {}
         for i, v in enumerate(views):
-            groups.setdefault(tuple(v.shape), []).append(i)
+            groups.setdefault((i,) if self.spec.bn_per_view else tuple(v.shape), []).append(i)
         out: list[torch.Tensor | None] = [None] * len(views)
         for idx in groups.values():
             z = encode(torch.cat([views[i] for i in idx]) if len(idx) > 1 else views[idx[0]])

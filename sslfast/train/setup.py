@@ -82,6 +82,7 @@ def method_spec(cfg: TrainConfig) -> MethodSpec:
         warmup_epochs=cfg.warmup_epochs,
         bias_lr_scale=cfg.bias_lr_scale,
         eta=cfg.eta,
+        bn_per_view=cfg.bn_per_view,
         static_lr=tuple(cfg.static_lr) if cfg.static_lr is not None else None,
         momentum=_momentum(base, cfg.ema_tau),
     )

@@ -93,3 +93,23 @@ def test_sslmodel_bad_input():
         model([torch.randn(2, 3, 16, 16)])
     with pytest.raises(TypeError, match="spec must be a MethodSpec"):
         SSLModel("vicreg", build_backbone("resnet18_cifar", width=4))
+
+
+def test_bn_per_view_runs_one_pass_per_view_with_its_own_statistics():
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    spec = replace(tiny_spec("barlow_twins"), bn_per_view=True)
+    model = SSLModel(spec, build_backbone("resnet18_cifar", width=4)).train()
+    calls = []
+    model.backbone.register_forward_hook(lambda m, i, o: calls.append(tuple(i[0].shape)))
+    views = [torch.randn(4, 3, 16, 16), torch.randn(4, 3, 16, 16) * 3 + 1]
+    z = model._grouped(model._online, views)
+    assert calls == [(4, 3, 16, 16), (4, 3, 16, 16)]
+    # train-mode BN: each view's output is what a pass over that view alone gives ...
+    for v, zi in zip(views, z, strict=True):
+        torch.testing.assert_close(zi, model._online(v), rtol=1e-5, atol=1e-5)
+    # ... and differs from the joint pass, whose statistics mix both views
+    joint = SSLModel(replace(spec, bn_per_view=False), model.backbone)
+    joint.projector.load_state_dict(model.projector.state_dict())
+    assert not torch.allclose(joint._grouped(joint._online, views)[0], z[0], atol=1e-3)
