@@ -344,7 +344,9 @@ class SSLModel(nn.Module):
             return losses.EMPSSLLoss(**kw, backend=backend)
         return None  # moco_v3 / byol / simsiam: written below
 
-    def _grouped(self, encode: Callable[[torch.Tensor], torch.Tensor], views: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    def _grouped(
+        self, encode: Callable[[torch.Tensor], torch.Tensor], views: Sequence[torch.Tensor]
+    ) -> list[torch.Tensor]:
         """``encode`` over views concatenated per shape (one pass each; with ``spec.bn_per_view``
         one pass per view, so BatchNorm normalises each view by its own statistics); outputs in
         the views' order."""
