@@ -174,6 +174,7 @@ def one_run(method: str, backbone: dict, args, runs_dir: Path) -> dict:
         "loss_kwargs": spec.loss_kwargs,
         "momentum": list(spec.momentum) if spec.momentum else None,
         "overrides": dict(args.overrides),  # --set: changes from the short-budget recipe
+        "seed": cfg.seed,
         "untrained_knn_top1": floor,
         "knn_curve": knn,
         "final_knn_top1": final,
@@ -233,7 +234,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="combine the rows of convergence results files (shards of the method list run side by side) "
         "into one results file, in METHODS order, and exit",
     )
+    p.add_argument(
+        "--sweep",
+        action="store_true",
+        help="with --merge: the files are variations of the recipe (--set), reported apart from the benchmark",
+    )
     args = p.parse_args(argv)
+    if args.sweep and not args.merge:
+        p.error("--sweep goes with --merge")
     defaults = QUICK if args.quick else {}
     base = dict(train_size=5000, test_size=1000, width=16, epochs=3, vit_depth=SMALL_VIT["vit_depth"])
     base["vit_dim"] = SMALL_VIT["vit_dim"]
@@ -268,8 +276,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def merge(paths: list[str], out: str | None, extra_notes: list[str] = ()) -> Path:
-    """One results file from the rows of several (shards run side by side on one machine)."""
+def merge(paths: list[str], out: str | None, extra_notes: list[str] = (), sweep: bool = False) -> Path:
+    """One results file from the rows of several (shards run side by side on one machine).
+    ``sweep``: the rows are variations of the recipe (their ``overrides``), kept apart from the
+    benchmark proper in the report (``Run.variant``)."""
     from sslfast.report.schema import load
     from sslfast.train.methods import METHODS
 
@@ -293,6 +303,8 @@ def merge(paths: list[str], out: str | None, extra_notes: list[str] = ()) -> Pat
     shas = sorted({r.env.get("git_sha") for r in runs}, key=str)
     payload = {k: v for k, v in first.items() if k not in ("benchmark", "env", "results", "notes")}
     payload.update(notes=notes, results=rows, shard_git_shas=shas)
+    if sweep:
+        payload["sweep"] = True
     return write_results("convergence", payload, out)
 
 
@@ -305,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse_args(argv)
     if args.merge:
-        print(f"results: {merge(args.merge, args.out, args.note)}")
+        print(f"results: {merge(args.merge, args.out, args.note, sweep=args.sweep)}")
         return 0
     try:
         device = resolve_device(args.device)

@@ -253,6 +253,8 @@ class Run:
             parts.append(self.doc.get("dtype", "fp32"))
         elif self.kind == "augment":
             parts.append((self.doc.get("config") or {}).get("out_dtype", "float32"))
+        elif self.kind == "convergence" and self.doc.get("sweep"):  # recipe variations, apart from the benchmark
+            parts.append("sweep")
         elif self.kind == "gate":  # one file per triton version and target must survive
             parts.append(f"{self.doc.get('target')} triton {self.env.get('triton')}")
         if self.quick:

@@ -28,6 +28,20 @@ def test_quick_convergence_run_writes_a_valid_report_row(tmp_path, capsys):
     assert row["gain_points"] == pytest.approx(row["final_knn_top1"] - row["untrained_knn_top1"])
     full, _ = tables.convergence(run)
     assert "| simclr |" in full and "of 1 runs met their target" in full
+    assert row["seed"] == 0 and run.variant == "quick"
+
+    # A sweep: recipe variations (--set) merged into one file that does not supersede the benchmark
+    out2 = tmp_path / "var"
+    args2 = [*args, "--seed", "1", "--set", "lr=0.2", "--data-root", str(CIFAR), "--out", str(out2)]
+    assert main(args2) == 0
+    merged = tmp_path / "merged"
+    assert main(["--merge", str(path), *map(str, out2.glob("*.json")), "--sweep", "--out", str(merged)]) == 0
+    (mpath,) = merged.glob("convergence-*.json")
+    swept = validate(json.loads(mpath.read_text()), mpath)
+    assert swept.variant == "sweep, quick" and [r["seed"] for r in swept.doc["results"]] == [0, 1]
+    assert "| simclr (lr=0.2) |" in tables.convergence(swept)[0]
+    with pytest.raises(SystemExit):
+        main(["--sweep"])
 
 
 def test_schema_rejects_a_diverged_row_with_an_accuracy():
