@@ -436,7 +436,26 @@ def convergence(run: Run) -> tuple[str, str]:
     met = sum(convergence_verdict(r).startswith("✓") for r in run.doc["results"])
     notes.append(f"{met} of {len(run.doc['results'])} runs met their target")
     text = table(head, rows) + "\n" + "".join(f"- {line}\n" for line in notes)
-    return text, text
+    if not run.doc.get("sweep"):
+        return text, text
+    # A sweep's README summary: per method and backbone, its runs and the best one (the table is in the report).
+    best: dict[tuple[str, str], list[dict]] = {}
+    for r in run.doc["results"]:
+        best.setdefault((r["method"], r["backbone"]), []).append(r)
+    lines = []
+    for (method, backbone), group in best.items():
+        done = [r for r in group if r.get("gain_points") is not None]
+        top = max(done, key=lambda r: r["gain_points"]) if done else None
+        where = "" if top is None else ", ".join(f"{k}={v}" for k, v in (top.get("overrides") or {}).items())
+        seed = None if top is None else top.get("seed", 0)
+        shown = "—" if top is None else f"{top['gain_points']:+.1f} ({where or 'the recipe'}, seed {seed})"
+        lines.append(f"- {method} on {backbone}: {len(group)} run(s); best gain {shown}")
+    summary = (
+        f"{len(run.doc['results'])} variations of the short-budget recipe, one row each in the report's table:\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
+    return text, summary
 
 
 # --- gate -------------------------------------------------------------------------------------

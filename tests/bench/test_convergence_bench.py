@@ -39,7 +39,9 @@ def test_quick_convergence_run_writes_a_valid_report_row(tmp_path, capsys):
     (mpath,) = merged.glob("convergence-*.json")
     swept = validate(json.loads(mpath.read_text()), mpath)
     assert swept.variant == "sweep, quick" and [r["seed"] for r in swept.doc["results"]] == [0, 1]
-    assert "| simclr (lr=0.2) |" in tables.convergence(swept)[0]
+    full, summary = tables.convergence(swept)
+    assert "| simclr (lr=0.2) |" in full
+    assert "2 variations" in summary and "- simclr on resnet18_cifar: 2 run(s); best gain" in summary
     with pytest.raises(SystemExit):
         main(["--sweep"])
 
