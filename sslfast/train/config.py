@@ -76,6 +76,10 @@ class TrainConfig:
     batch_size: int | None = opt(None, "global batch size (split over ranks)")
     optimizer: str | None = opt(None, "lars, sgd or adamw")
     lr: float | None = opt(None, "learning rate at the method's reference batch, scaled linearly with the batch")
+    lr_scaling: str | None = opt(
+        None, "how lr follows the batch: linear (lr·B/256, the recipes' rule) or sqrt (lr·√(B/256))",
+        choices=("linear", "sqrt"),
+    )
     weight_decay: float | None = opt(None, "weight decay")
     bn_per_view: bool | None = opt(
         None, "one forward pass per view, so BatchNorm normalises each view alone (solo-learn, official BYOL, "
@@ -168,6 +172,8 @@ class TrainConfig:
             if self.crop_min_scale == 0:
                 raise ValueError("crop_min_scale must be > 0 (an empty crop), got 0")
             check_choice(self.amp, "amp", AMP)
+            if self.lr_scaling is not None:
+                check_choice(self.lr_scaling, "lr_scaling", ("linear", "sqrt"))
             check_choice(self.pipeline, "pipeline", PIPELINES)
             if self.proj_hidden is not None:
                 if not isinstance(self.proj_hidden, (list, tuple)):

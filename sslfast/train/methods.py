@@ -32,7 +32,9 @@ class MethodSpec:
     ``kind`` selects how projections become a loss (see ``SSLModel``). ``proj_*``/``pred_*``
     describe the heads (``pred_hidden=None``: no predictor). ``momentum=(base_tau, final_tau)``
     adds an EMA copy of backbone + projector, updated with the cosine schedule of BYOL.
-    ``lr`` is the learning rate at batch ``lr_ref_batch`` (linear scaling; None: no scaling).
+    ``lr`` is the learning rate at batch ``lr_ref_batch`` (None: no scaling), scaled by
+    ``lr_scaling``: "linear" (``lr·B/ref``, solo-learn) or "sqrt" (``lr·√(B/ref)``, which SimCLR's
+    Appendix B.1 found better at small batches).
     ``static_lr`` names heads (``"predictor"``) whose rate stays at that scaled ``lr`` while the
     rest follows the warm-up and cosine schedule.
     """
@@ -57,6 +59,7 @@ class MethodSpec:
     optimizer: str = "lars"
     lr: float = 0.3
     lr_ref_batch: int | None = 256
+    lr_scaling: str = "linear"
     weight_decay: float = 1e-4
     eta: float = 0.02
     clip_lr: bool = True
@@ -213,6 +216,7 @@ METHODS: dict[str, MethodSpec] = {
     )
 }
 
+LR_SCALING = ("linear", "sqrt")
 KINDS = ("pair", "multicrop_infonce", "moco_v2", "moco_v3", "byol", "simsiam", "emp_ssl")
 
 
@@ -228,6 +232,8 @@ def get_method(name: str, **overrides) -> MethodSpec:
     if bad:
         raise ValueError(f"unknown MethodSpec field(s) {bad}; valid fields: {sorted(valid)}")
     spec = replace(METHODS[key], **{k: v for k, v in overrides.items() if v is not None})
+    if spec.lr_scaling not in LR_SCALING:
+        raise ValueError(f"lr_scaling must be one of {LR_SCALING}, got {spec.lr_scaling!r}")
     if spec.kind not in KINDS:
         raise ValueError(f"MethodSpec.kind must be one of {KINDS}, got {spec.kind!r}")
     return spec

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import functools
+import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -82,6 +83,7 @@ def method_spec(cfg: TrainConfig) -> MethodSpec:
         warmup_epochs=cfg.warmup_epochs,
         bias_lr_scale=cfg.bias_lr_scale,
         eta=cfg.eta,
+        lr_scaling=cfg.lr_scaling,
         bn_per_view=cfg.bn_per_view,
         static_lr=tuple(cfg.static_lr) if cfg.static_lr is not None else None,
         momentum=_momentum(base, cfg.ema_tau),
@@ -206,8 +208,12 @@ def backbone_kwargs(cfg: TrainConfig) -> dict:
 
 def scaled_lr(spec: MethodSpec) -> float:
     """The one learning-rate rule: ``lr · batch / lr_ref_batch`` (linear scaling, as solo-learn's
-    main_pretrain.py), or ``lr`` as given for methods without a reference batch (EMP-SSL)."""
-    return spec.lr * (spec.batch_size / spec.lr_ref_batch if spec.lr_ref_batch else 1.0)
+    main_pretrain.py), ``lr · √(batch / lr_ref_batch)`` with ``lr_scaling="sqrt"``, or ``lr`` as
+    given for methods without a reference batch (EMP-SSL)."""
+    if not spec.lr_ref_batch:
+        return spec.lr
+    ratio = spec.batch_size / spec.lr_ref_batch
+    return spec.lr * (math.sqrt(ratio) if spec.lr_scaling == "sqrt" else ratio)
 
 
 def make_model(cfg: TrainConfig, spec: MethodSpec, *, gather_distributed: bool = False) -> SSLModel:

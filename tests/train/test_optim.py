@@ -331,3 +331,12 @@ def test_recipe_options_for_heads_and_biases_reach_the_optimizer():
         TrainConfig(loss_kwargs=[1]).validate()
     with pytest.raises(ConfigError, match="eta must be > 0"):
         TrainConfig(eta=0.0).validate()
+    # lr scaling with the batch: linear (the recipes' rule) or square root
+    from sslfast.train.setup import method_spec, scaled_lr
+
+    for rule, want in ((None, 0.3 * 32 / 256), ("linear", 0.3 * 32 / 256), ("sqrt", 0.3 * math.sqrt(32 / 256))):
+        cfg = TrainConfig(method="mocov2", batch_size=32, lr_scaling=rule).validate()
+        assert scaled_lr(method_spec(cfg)) == pytest.approx(want)
+    assert scaled_lr(method_spec(TrainConfig(method="emp_ssl", batch_size=32, lr_scaling="sqrt"))) == 0.3
+    with pytest.raises(ConfigError, match="lr_scaling must be one of linear, sqrt, got 'cube'"):
+        TrainConfig(lr_scaling="cube").validate()
