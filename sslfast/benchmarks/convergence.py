@@ -17,6 +17,9 @@ batch), with batch 32 (156 steps per epoch on 5,000 images: 468 steps instead of
 one-epoch warm-up at the method's own slope rule. EMP-SSL keeps its schedule (no warm-up, lr not
 scaled) at batch 32 with 4 patches per image instead of 20, so that it sees 12 views per image in
 3 epochs (the others see 6) instead of 60: the views budget is recorded per row (``views_seen``).
+Two methods differ from that default, each on a measured sweep (the comments at ``SHORT_BUDGET``):
+TiCo runs at batch 4 (3,750 steps; its covariance memory spans batches) and MoCo v2+ scales its
+SGD rate with the square root of the batch.
 
 Targets (issue 12): no non-finite loss anywhere; every method ends >= 5 kNN points above its
 untrained network; EMP-SSL >= 10.
@@ -59,11 +62,19 @@ SMALL_VIT = dict(backbone="vit_tiny", patch_size=4, vit_depth=4, vit_dim=96)
 #   steps; 0.9 -> 1.0: gain +3.0 -> +6.4 (BYOL: -1.0 -> +0.1, within noise, so BYOL keeps 0.99).
 # - VICReg at the recipe's unscaled lr (0.3 at batch 128) diverges at step 14 (lr 0.11) at this width;
 #   the linearly scaled 0.15 stays finite.
+# Chosen on the 2026-12-06 sweep (bench/results/convergence-*sweep*.json: one knob per run, seeds 0
+# and 1, width 16, 5,000 images, 3 epochs):
+# - TiCo keeps a running covariance across batches (its point: no large batch needed), so it can
+#   spend the budget on steps: batch 32 -0.9, 16 +2.1, 8 +5.4 / +6.1, 4 +8.4 / +10.2 (seeds 0 / 1).
+#   BatchNorm still sees 8 images per pass (both views of 4). lr is scaled linearly (0.3 * 4/256).
+# - MoCo v2+ (SGD): the linearly scaled lr (0.0375 at batch 32) moves the weights ~0.1 % per step;
+#   square-root scaling (0.106) gains +5.1 / +5.9 (seeds 0 / 1), against +4.0 (seed 0) linear.
 SHORT_DEFAULT = dict(batch_size=32, warmup_epochs=1)
 SHORT_BUDGET: dict[str, dict] = {
     "emp_ssl": dict(num_views=4, batch_size=32),
-    "mocov2": dict(SHORT_DEFAULT, queue_size=2048),
+    "mocov2": dict(SHORT_DEFAULT, queue_size=2048, lr_scaling="sqrt"),
     "mocov3": dict(SHORT_DEFAULT, ema_tau=0.9),
+    "tico": dict(SHORT_DEFAULT, batch_size=4),
 }
 
 QUICK = dict(train_size=256, test_size=128, width=4, epochs=1, batch_size=32, vit_depth=1, vit_dim=24)
