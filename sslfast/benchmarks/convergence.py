@@ -299,6 +299,9 @@ def merge(paths: list[str], out: str | None, extra_notes: list[str] = (), sweep:
         if r.kind != "convergence":
             raise SystemExit(f"sslfast bench convergence: error: {r.path} is a {r.kind!r} results file")
     order = list(METHODS)
+    for r in runs:  # rows written before rows carried their seed: the file's seed
+        for row in r.doc["results"]:
+            row.setdefault("seed", (r.doc.get("config") or {}).get("seed", 0))
     rows = sorted(
         (row for r in runs for row in r.doc["results"]),
         key=lambda row: (row["backbone"] != "resnet18_cifar", row["backbone"], order.index(row["method"])),
