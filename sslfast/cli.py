@@ -139,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
         if not rest or rest[0] not in BENCHES:
             print(f"usage: sslfast bench <{'|'.join(BENCHES)}> [options]", file=sys.stderr)
             return 2
+        from .env import git_sha
+
+        git_sha()  # the commit this benchmark starts from, before it runs for minutes (env.git_sha)
         return _run(f"bench {rest[0]}", BENCHES[rest[0]], rest[1:], debug)
     if cmd not in COMMANDS:
         print(f"sslfast: unknown command {cmd!r}\n\n{USAGE}", file=sys.stderr)

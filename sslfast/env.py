@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import functools
 import json
 import os
 import platform
@@ -24,8 +25,15 @@ def _version(dist: str) -> str | None:
 
 
 def git_sha(path: str | os.PathLike | None = None) -> str | None:
-    """Commit of the source tree (with ``-dirty`` when it has uncommitted changes)."""
-    where = Path(path) if path else Path(__file__).resolve().parent
+    """Commit of the source tree (with ``-dirty`` when it has uncommitted changes), read once per
+    process and folder: a benchmark that writes its results after every run records the commit
+    it started from (``sslfast bench`` reads it first), not one made while it ran."""
+    where = Path(path).resolve() if path else Path(__file__).resolve().parent
+    return _git_sha(str(where))
+
+
+@functools.cache
+def _git_sha(where: str) -> str | None:
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10)
         if sha.returncode != 0:

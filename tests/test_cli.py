@@ -128,3 +128,19 @@ def test_user_error_classes_are_resolved_without_imports():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.stdout.split() == ["False", "False"], out.stderr
+
+
+def test_git_sha_is_read_once_per_process_so_results_name_the_commit_a_run_started_from(tmp_path):
+    import subprocess
+
+    from sslfast.env import git_sha
+
+    run = lambda *a: subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True)  # noqa: E731
+    run("init", "-q")
+    (tmp_path / "f.py").write_text("x = 1\n")
+    run("add", "f.py")
+    run("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "c")
+    first = git_sha(tmp_path)
+    assert first and not first.endswith("-dirty")
+    (tmp_path / "f.py").write_text("x = 2\n")  # an edit made while a benchmark runs
+    assert git_sha(tmp_path) == first
