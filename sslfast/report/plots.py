@@ -200,7 +200,10 @@ def convergence(run: Run, out: Path, stem: str) -> list[str]:
     """kNN top-1 after each epoch per run (epoch 0 = the untrained network), one panel per
     backbone, and below it each run's training loss scaled to [0, 1] (the losses differ in size
     and sign). Runs with ``--set`` overrides are dashed and named with them; a diverged run's
-    losses stop at its last finite one."""
+    losses stop at its last finite one. A sweep (dozens of variations) gets no plot: its table
+    carries it."""
+    if run.doc.get("sweep"):
+        return []
     rows = run.doc["results"]
     backbones = sorted({r["backbone"] for r in rows})
     if not rows:

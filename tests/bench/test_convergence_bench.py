@@ -42,6 +42,9 @@ def test_quick_convergence_run_writes_a_valid_report_row(tmp_path, capsys):
     full, summary = tables.convergence(swept)
     assert "| simclr (lr=0.2) |" in full
     assert "2 variations" in summary and "- simclr on resnet18_cifar: 2 run(s); best gain" in summary
+    from sslfast.report import plots
+
+    assert plots.convergence(swept, tmp_path, "s") == []  # its table carries it: no 30-line legend
     with pytest.raises(SystemExit):
         main(["--sweep"])
 
