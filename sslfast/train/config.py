@@ -40,6 +40,7 @@ def opt(default, help: str, **kw):
 
 
 AMP = ("auto", "bf16", "fp16", "none")
+LR_SCALING = ("linear", "sqrt")  # how a method's lr follows the batch (setup.scaled_lr)
 PIPELINES = ("ours", "reference")
 
 
@@ -78,7 +79,7 @@ class TrainConfig:
     lr: float | None = opt(None, "learning rate at the method's reference batch, scaled linearly with the batch")
     lr_scaling: str | None = opt(
         None, "how lr follows the batch: linear (lr·B/256, the recipes' rule) or sqrt (lr·√(B/256))",
-        choices=("linear", "sqrt"),
+        choices=LR_SCALING,
     )
     weight_decay: float | None = opt(None, "weight decay")
     bn_per_view: bool | None = opt(
@@ -155,12 +156,8 @@ class TrainConfig:
                 check_int(getattr(self, name), name, min=0)
             for name in ("lr", "weight_decay"):
                 check_number(getattr(self, name), name, min=0, allow_none=True)
-            check_number(self.bias_lr_scale, "bias_lr_scale", min=0, allow_none=True)
-            check_number(self.eta, "eta", min=0, allow_none=True)
-            if self.eta == 0:
-                raise ValueError("eta must be > 0 (LARS would freeze every weight), got 0")
-            if self.bias_lr_scale == 0:
-                raise ValueError("bias_lr_scale must be > 0 (frozen biases and norms), got 0")
+            for name in ("bias_lr_scale", "eta"):  # 0 would freeze biases and norms, or every LARS weight
+                check_number(getattr(self, name), name, min=0, min_open=True, allow_none=True)
             if self.static_lr is not None:
                 heads = ("projector", "predictor")
                 if not isinstance(self.static_lr, (list, tuple)) or any(h not in heads for h in self.static_lr):
@@ -168,12 +165,10 @@ class TrainConfig:
             check_number(self.ema_tau, "ema_tau", min=0, max=1, allow_none=True)
             if not isinstance(self.loss_kwargs, dict) or not all(isinstance(k, str) for k in self.loss_kwargs):
                 raise ValueError(f"loss_kwargs must be a mapping of option names to values, got {self.loss_kwargs!r}")
-            check_number(self.crop_min_scale, "crop_min_scale", min=0, max=1, allow_none=True)
-            if self.crop_min_scale == 0:
-                raise ValueError("crop_min_scale must be > 0 (an empty crop), got 0")
+            check_number(self.crop_min_scale, "crop_min_scale", min=0, max=1, min_open=True, allow_none=True)
             check_choice(self.amp, "amp", AMP)
             if self.lr_scaling is not None:
-                check_choice(self.lr_scaling, "lr_scaling", ("linear", "sqrt"))
+                check_choice(self.lr_scaling, "lr_scaling", LR_SCALING)
             check_choice(self.pipeline, "pipeline", PIPELINES)
             if self.proj_hidden is not None:
                 if not isinstance(self.proj_hidden, (list, tuple)):

@@ -20,6 +20,7 @@ from torch import nn
 
 from .. import losses
 from ..distributed import gather, rank
+from .config import LR_SCALING
 from .models import build_backbone, projector
 
 __all__ = ["METHODS", "MethodSpec", "SSLModel", "build_model", "get_method", "momentum_tau"]
@@ -216,7 +217,6 @@ METHODS: dict[str, MethodSpec] = {
     )
 }
 
-LR_SCALING = ("linear", "sqrt")
 KINDS = ("pair", "multicrop_infonce", "moco_v2", "moco_v3", "byol", "simsiam", "emp_ssl")
 
 

@@ -221,7 +221,7 @@ def build_optimizer(
         for g in params:
             if g["static_lr"] or g["lr_scale"] != 1.0:
                 # its own rate (a tensor of its own: set_lr fills the other groups' shared one)
-                g["lr"] = lr * g["lr_scale"] if isinstance(lr, torch.Tensor) else float(lr) * g["lr_scale"]
+                g["lr"] = lr * g["lr_scale"]
     else:
         params = list(params)
     if not params:

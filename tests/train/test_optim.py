@@ -315,7 +315,7 @@ def test_recipe_options_for_heads_and_biases_reach_the_optimizer():
     for bad, match in ((["backbone"], "static_lr must be a list of heads"), ("predictor", "static_lr must be")):
         with pytest.raises(ConfigError, match=match):
             TrainConfig(static_lr=bad).validate()
-    with pytest.raises(ConfigError, match="bias_lr_scale must be > 0"):
+    with pytest.raises(ConfigError, match=r"bias_lr_scale must be a finite number > 0 or None, got 0\.0"):
         TrainConfig(bias_lr_scale=0.0).validate()
     # eta and the loss's own options reach the optimizer and the loss module
     run = build_run(TrainConfig(method="barlow_twins", eta=0.001, loss_kwargs={"lambda_param": 0.02}, **kw))
@@ -329,7 +329,7 @@ def test_recipe_options_for_heads_and_biases_reach_the_optimizer():
         build_run(TrainConfig(method="barlow_twins", loss_kwargs={"lambda_param": "a"}, **kw))
     with pytest.raises(ConfigError, match="loss_kwargs must be a mapping"):
         TrainConfig(loss_kwargs=[1]).validate()
-    with pytest.raises(ConfigError, match="eta must be > 0"):
+    with pytest.raises(ConfigError, match=r"eta must be a finite number > 0 or None, got 0\.0"):
         TrainConfig(eta=0.0).validate()
     # lr scaling with the batch: linear (the recipes' rule) or square root
     from sslfast.train.setup import method_spec, scaled_lr

@@ -249,7 +249,11 @@ def test_crop_min_scale_overrides_every_view_and_is_checked():
         views = build_views(method_spec(cfg.validate()), cfg)
         assert [v.crop_scale for v in views[:2]] == [(0.3, 1.0)] * 2
         assert all(v.crop_scale == (0.05, 0.14) for v in views[2:])  # local crops keep their own range
-    for bad, match in ((0.0, "crop_min_scale must be > 0"), (1.5, "crop_min_scale"), ("0.2", "crop_min_scale")):
+    for bad, match in (
+        (0.0, r"crop_min_scale must be a finite number > 0 and <= 1 or None, got 0\.0"),
+        (1.5, "crop_min_scale"),
+        ("0.2", "crop_min_scale"),
+    ):
         with pytest.raises(ConfigError, match=match):
             TrainConfig(crop_min_scale=bad).validate()
     cfg = TrainConfig(method="emp_ssl", crop_min_scale=0.2).validate()
