@@ -27,6 +27,11 @@ SUFFIX = ".npz"
 DEFAULT_TRAIN, DEFAULT_TEST = 10_000, 2_000
 
 
+def is_subset(root) -> bool:
+    """Whether a CIFAR-10 ``data_root`` names a subset file (``.npz``) rather than a folder."""
+    return str(root or "").endswith(SUFFIX)
+
+
 class SubsetError(DatasetError):
     """A subset file that is missing, truncated or not one written by ``build``."""
 

@@ -43,13 +43,14 @@ def _data(args):
     """(train dataset, label): CIFAR-10 (--data-root: a folder or a subset .npz; else the usual places),
     else, when no --data-root was given, synthetic images of its shape."""
     from sslfast.data_pipelines import make_synthetic
+    from sslfast.data_pipelines.cifar_subset import is_subset
     from sslfast.data_pipelines.datasets import DatasetError
     from sslfast.train.config import TrainConfig
     from sslfast.train.setup import first, load_data
 
     try:
         train, _ = load_data(TrainConfig(data="cifar10", data_root=args.data_root), search=True)
-        label = "cifar10" if not str(args.data_root or "").endswith(".npz") else f"CIFAR-10 subset {args.data_root}"
+        label = f"CIFAR-10 subset {args.data_root}" if is_subset(args.data_root) else "cifar10"
     except DatasetError as e:
         if args.data_root is not None:  # asked for this data: never a silent stand-in
             raise SystemExit(f"sslfast bench epoch: error: {e}") from None

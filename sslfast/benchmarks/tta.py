@@ -526,6 +526,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def load_data(args):
     """(train, test, label): CIFAR-10 (--data-root, $SSLFAST_DATA, ../shared/data; or a subset .npz
     written by ``sslfast.data_pipelines.cifar_subset`` as --data-root) or synthetic."""
+    from sslfast.data_pipelines.cifar_subset import is_subset
     from sslfast.data_pipelines.datasets import DatasetError
     from sslfast.train.config import TrainConfig
     from sslfast.train.setup import first
@@ -540,7 +541,7 @@ def load_data(args):
         ) from None
     if args.data != "cifar10":
         label = "synthetic (class-structured, 32x32)"
-    elif str(args.data_root or "").endswith(".npz"):
+    elif is_subset(args.data_root):
         label = f"CIFAR-10 subset {args.data_root} ({len(train)} train / {len(test)} test images)"
     else:
         label = "CIFAR-10"

@@ -134,13 +134,11 @@ def load_data(cfg: TrainConfig, *, search: bool = False):
     CIFAR-10 is read from the official binary folder, or from a ``.npz`` subset written by
     ``sslfast.data_pipelines.cifar_subset`` when ``data_root`` names one (the GPU runbook's).
     """
-    from ..data_pipelines import ImageFolder, load_cifar10, make_synthetic
+    from ..data_pipelines import ImageFolder, cifar_subset, load_cifar10, make_synthetic
     from ..data_pipelines.datasets import DatasetError
 
-    if cfg.data == "cifar10" and str(cfg.data_root or "").endswith(".npz"):
-        from ..data_pipelines.cifar_subset import load as load_subset
-
-        train, test = load_subset(cfg.data_root)  # the GPU runbook's sha256-checked subset
+    if cfg.data == "cifar10" and cifar_subset.is_subset(cfg.data_root):
+        train, test = cifar_subset.load(cfg.data_root)  # the GPU runbook's sha256-checked subset
     elif cfg.data == "cifar10":
         places = cifar10_places(cfg.data_root, search)
         if not places:
