@@ -77,6 +77,29 @@ SHORT_BUDGET: dict[str, dict] = {
     "tico": dict(SHORT_DEFAULT, batch_size=4),
 }
 
+# TrainConfig fields each run sets itself (run_config): --set may not change them; the flag that does.
+FIXED_FIELDS = {
+    "method": "--methods",
+    "data": None,
+    "data_root": "--data-root",
+    "subset": "--train-size",
+    "epochs": "--epochs",
+    "seed": "--seed",
+    "knn_every": None,
+    "knn_train_size": "--train-size",
+    "knn_test_size": "--test-size",
+    "log_every": "--log-every",
+    "tensorboard": None,
+    "progress": None,
+    "device": "--device",
+    "out": "--runs-dir",
+    "backbone": "--vit-methods",
+    "width": "--width",
+    "patch_size": None,
+    "vit_depth": "--vit-depth",
+    "vit_dim": "--vit-dim",
+}
+
 QUICK = dict(train_size=256, test_size=128, width=4, epochs=1, batch_size=32, vit_depth=1, vit_dim=24)
 
 
@@ -271,14 +294,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"{flag}: unknown method(s) {unknown}; valid: {', '.join(METHODS)}")
         return chosen
 
+    import dataclasses
+
     import yaml
 
+    from sslfast.train.config import TrainConfig
+
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
     args.overrides = {}
     for item in args.set:
         key, sep, value = item.partition("=")
+        key = key.strip()
         if not sep:
             p.error(f"--set takes FIELD=VALUE, got {item!r}")
-        args.overrides[key.strip()] = yaml.safe_load(value)
+        if key in FIXED_FIELDS:
+            flag = FIXED_FIELDS[key]
+            p.error(f"--set {key}: the benchmark sets this field of every run" + (f"; use {flag}" if flag else ""))
+        if key not in known:
+            valid = ", ".join(sorted(known - set(FIXED_FIELDS)))
+            p.error(f"--set {key}: not a TrainConfig field; valid fields: {valid}")
+        args.overrides[key] = yaml.safe_load(value)
     args.methods = names(args.methods, "--methods")
     args.vit_methods = names(args.vit_methods, "--vit-methods")
     for name in ("train_size", "test_size", "width", "epochs", "vit_depth", "vit_dim", "log_every"):

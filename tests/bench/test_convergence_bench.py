@@ -66,3 +66,22 @@ def test_schema_rejects_a_diverged_row_with_an_accuracy():
         validate(doc)
     row["knn_curve"] = [[1, 30.0], [2, 31.0]]
     validate(doc)
+
+
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        ("epochs=10", "--set epochs: the benchmark sets this field of every run; use --epochs"),
+        ("out=x", "--set out: the benchmark sets this field of every run; use --runs-dir"),
+        ("knn_every=2", "--set knn_every: the benchmark sets this field of every run"),
+        ("lr_sclaing=sqrt", "--set lr_sclaing: not a TrainConfig field; valid fields: "),
+        ("lr", "--set takes FIELD=VALUE, got 'lr'"),
+    ],
+)
+def test_set_refuses_fields_the_benchmark_sets_and_unknown_fields(item, message, capsys):
+    # --set epochs=10 used to reach TrainConfig twice and end in an internal-error traceback
+    with pytest.raises(SystemExit) as exc:
+        main(["--methods", "vicreg", "--vit-methods", "none", "--set", item])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
