@@ -95,6 +95,9 @@ class TrainConfig:
     bias_lr_scale: float | None = opt(
         None, "learning rate of biases and norm parameters as a fraction of the weights' (official Barlow Twins: 0.024)"
     )
+    pred_lr_scale: float | None = opt(
+        None, "learning rate of the predictor as a multiple of the rest's (BYOL paper's predictor ablation: 10)"
+    )
     warmup_epochs: int | None = opt(None, "linear warm-up epochs (kept at its slope when the run is shorter)")
     ema_tau: float | None = opt(None, "starting EMA momentum of the teacher (BYOL, MoCo v2/v3)")
     pipeline: str = opt(
@@ -156,7 +159,7 @@ class TrainConfig:
                 check_int(getattr(self, name), name, min=0)
             for name in ("lr", "weight_decay"):
                 check_number(getattr(self, name), name, min=0, allow_none=True)
-            for name in ("bias_lr_scale", "eta"):  # 0 would freeze biases and norms, or every LARS weight
+            for name in ("bias_lr_scale", "eta", "pred_lr_scale"):  # 0 would freeze them
                 check_number(getattr(self, name), name, min=0, min_open=True, allow_none=True)
             if self.static_lr is not None:
                 heads = ("projector", "predictor")

@@ -14,7 +14,7 @@ Optimizer options are plain numbers and bools (no filter callables) so that
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import torch
 from torch import nn
@@ -34,6 +34,7 @@ def param_groups_for_ssl(
     skip_names: Iterable[str] = (),
     static_lr: Iterable[str] = (),
     bias_lr_scale: float = 1.0,
+    head_lr_scale: Mapping[str, float] | None = None,
 ) -> list[dict]:
     """Parameter groups: weights get ``weight_decay`` and LARS adaptation; biases and norm
     parameters (every parameter with ndim <= 1, plus names in ``skip_names``) get neither, as in
@@ -46,7 +47,12 @@ def param_groups_for_ssl(
 
     ``bias_lr_scale``: the biases' and norm parameters' rate as a fraction of the weights' (the
     group key ``lr_scale``, applied by ``set_lr``): 1 in solo-learn; the official Barlow Twins
-    code trains them at 0.0048 / 0.2 = 0.024 of the weights' rate. Empty groups are dropped.
+    code trains them at 0.0048 / 0.2 = 0.024 of the weights' rate.
+
+    ``head_lr_scale``: submodule name -> rate multiplier for its parameters (``{"predictor": 10}``:
+    the BYOL paper's predictor learning-rate multiplier ablation; Tian et al., ICML 2021, on why a
+    faster predictor helps non-contrastive methods). It multiplies ``bias_lr_scale``. Empty groups
+    are dropped.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -54,21 +60,35 @@ def param_groups_for_ssl(
     _check_number(bias_lr_scale, "bias_lr_scale")
     skip = tuple(skip_names)
     static = tuple(static_lr)
+    heads = dict(head_lr_scale or {})
+    for head, scale in heads.items():
+        _check_number(scale, f"head_lr_scale[{head!r}]")
     known = {name for name, _ in model.named_modules()}
-    missing = [s for s in static if s not in known]
-    if missing:
-        raise ValueError(f"static_lr names submodules {missing} that {type(model).__name__} does not have")
-    buckets: dict[tuple[bool, bool], list] = {(d, s): [] for s in (False, True) for d in (True, False)}
+    for arg, names in (("static_lr", static), ("head_lr_scale", tuple(heads))):
+        missing = [s for s in names if s not in known]
+        if missing:
+            raise ValueError(f"{arg} names submodules {missing} that {type(model).__name__} does not have")
+
+    def in_head(name: str, head: str) -> bool:
+        return name.startswith(head + ".")
+
+    # (decay, static, rate multiplier) -> parameters; groups ordered as before head_lr_scale existed
+    # (decayed, then not; static groups last), so older checkpoints' optimizer states still load
+    buckets: dict[tuple[bool, bool, float], list] = {}
     for name, p in model.named_parameters():
         if p.requires_grad:
-            fixed = any(name.startswith(prefix + ".") for prefix in static)
-            buckets[(not _is_no_decay(name, p, skip), fixed)].append(p)
-    groups = [
+            decay = not _is_no_decay(name, p, skip)
+            scale = 1.0 if decay else float(bias_lr_scale)
+            for head, head_scale in heads.items():
+                if in_head(name, head):
+                    scale *= float(head_scale)
+            fixed = any(in_head(name, head) for head in static)
+            buckets.setdefault((decay, fixed, scale), []).append(p)
+    return [
         {"params": params, "weight_decay": float(weight_decay) if decay else 0.0, "lars_adaptation": decay}
-        | {"static_lr": fixed, "lr_scale": 1.0 if decay else float(bias_lr_scale)}
-        for (decay, fixed), params in buckets.items()
+        | {"static_lr": fixed, "lr_scale": scale}
+        for (decay, fixed, scale), params in sorted(buckets.items(), key=lambda kv: (kv[0][1], not kv[0][0], kv[0][2]))
     ]
-    return [g for g in groups if g["params"]]
 
 
 def _check_number(value, name: str, allow_zero: bool = False) -> float:
@@ -200,13 +220,15 @@ def build_optimizer(
     skip_names: Iterable[str] = (),
     static_lr: Iterable[str] = (),
     bias_lr_scale: float = 1.0,
+    head_lr_scale: Mapping[str, float] | None = None,
 ) -> torch.optim.Optimizer:
     """``"lars"`` | ``"adamw"`` | ``"sgd"`` over ``params``.
 
     ``params`` is an nn.Module (split with ``param_groups_for_ssl``: no decay on biases and
     norms; ``static_lr`` submodules keep ``lr`` throughout; biases and norms at ``bias_lr_scale``
-    times the rate), an iterable of parameters, or a list of param-group dicts. AdamW and SGD
-    use ``fused=True`` when every parameter is on CUDA and ``foreach=True`` otherwise.
+    times the rate; ``head_lr_scale`` submodules at their multiple of it), an iterable of
+    parameters, or a list of param-group dicts. AdamW and SGD use ``fused=True`` when every
+    parameter is on CUDA and ``foreach=True`` otherwise.
     """
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, got {type(name).__name__}")
@@ -216,12 +238,22 @@ def build_optimizer(
     _check_number(weight_decay, "weight_decay", allow_zero=True)
     if isinstance(params, nn.Module):
         params = param_groups_for_ssl(
-            params, weight_decay, skip_names=skip_names, static_lr=static_lr, bias_lr_scale=bias_lr_scale
+            params,
+            weight_decay,
+            skip_names=skip_names,
+            static_lr=static_lr,
+            bias_lr_scale=bias_lr_scale,
+            head_lr_scale=head_lr_scale,
         )
         for g in params:
             if g["static_lr"] or g["lr_scale"] != 1.0:
                 # its own rate (a tensor of its own: set_lr fills the other groups' shared one)
                 g["lr"] = lr * g["lr_scale"]
+            if key == "lars" and clip_lr and g["lars_adaptation"] and g["lr_scale"] != 1.0:
+                # clipped LARS steps by min(eta·|w|/|u|, lr)·u: a rate multiplier alone is lost
+                # wherever the trust ratio binds. Scaling eta with it multiplies every step of the
+                # group by lr_scale, as a rate multiplier does in unclipped LARS (BYOL's optimiser).
+                g["eta"] = eta * g["lr_scale"]
     else:
         params = list(params)
     if not params:

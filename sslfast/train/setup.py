@@ -68,6 +68,8 @@ def method_spec(cfg: TrainConfig) -> MethodSpec:
         loss_kwargs["queue_size"] = cfg.queue_size
     if cfg.static_lr and "predictor" in cfg.static_lr and base.pred_hidden is None:
         raise ConfigError(f"static_lr names the predictor, but method {cfg.method!r} has none")
+    if cfg.pred_lr_scale is not None and base.pred_hidden is None:
+        raise ConfigError(f"pred_lr_scale applies to methods with a predictor, but method {cfg.method!r} has none")
     return get_method(
         cfg.method,
         proj_hidden=tuple(cfg.proj_hidden) if cfg.proj_hidden is not None else None,
@@ -82,6 +84,7 @@ def method_spec(cfg: TrainConfig) -> MethodSpec:
         epochs=cfg.epochs,
         warmup_epochs=cfg.warmup_epochs,
         bias_lr_scale=cfg.bias_lr_scale,
+        pred_lr_scale=cfg.pred_lr_scale,
         eta=cfg.eta,
         lr_scaling=cfg.lr_scaling,
         bn_per_view=cfg.bn_per_view,
@@ -364,6 +367,7 @@ def build_run(
         clip_lr=spec.clip_lr,
         static_lr=spec.static_lr,
         bias_lr_scale=spec.bias_lr_scale,
+        head_lr_scale={"predictor": spec.pred_lr_scale} if spec.pred_lr_scale != 1.0 else None,
     )
     schedule = functools.partial(
         warmup_cosine,

@@ -301,6 +301,67 @@ def test_bias_lr_scale_gives_biases_and_norms_their_fraction_of_the_scheduled_ra
         param_groups_for_ssl(model, 1e-4, bias_lr_scale=0.0)
 
 
+def test_head_lr_scale_multiplies_a_heads_rate_through_the_schedule_and_static_groups():
+    # BYOL's predictor learning-rate multiplier; on SimSiam it stacks on the predictor's fixed rate
+    model = nn.ModuleDict({"backbone": _small_model(), "predictor": nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3))})
+    pred = {id(p) for p in model["predictor"].parameters()}
+    for static in ((), ("predictor",)):
+        opt = build_optimizer(
+            "lars", model, torch.tensor(0.5), 1e-4, static_lr=static, bias_lr_scale=0.1, head_lr_scale={"predictor": 10}
+        )
+        for g in opt.param_groups:
+            in_pred = {id(p) for p in g["params"]} <= pred
+            assert in_pred or not ({id(p) for p in g["params"]} & pred)  # no group mixes head and body
+            want_scale = (10.0 if in_pred else 1.0) * (1.0 if g["lars_adaptation"] else 0.1)
+            assert g["lr_scale"] == pytest.approx(want_scale) and g["static_lr"] == (in_pred and bool(static))
+        for step in range(5):
+            sched = warmup_cosine(step, 5, 2, 0.5, start_lr=0.0)
+            set_lr(opt, sched)
+            for g in opt.param_groups:
+                want = (0.5 if g["static_lr"] else sched) * g["lr_scale"]
+                assert float(g["lr"]) == pytest.approx(want), (static, step, g["lr_scale"])
+    # groups keep the order they had before head_lr_scale existed, so older checkpoints resume
+    plain = param_groups_for_ssl(model, 1e-4, static_lr=["predictor"])
+    assert [(g["lars_adaptation"], g["static_lr"]) for g in plain] == [
+        (True, False),
+        (False, False),
+        (True, True),
+        (False, True),
+    ]
+    with pytest.raises(ValueError, match=r"head_lr_scale names submodules \['head'\]"):
+        param_groups_for_ssl(model, 1e-4, head_lr_scale={"head": 2.0})
+    with pytest.raises(ValueError, match=r"head_lr_scale\['predictor'\] must be > 0"):
+        param_groups_for_ssl(model, 1e-4, head_lr_scale={"predictor": 0.0})
+
+
+@pytest.mark.parametrize(
+    "name, clip_lr, eta", [("lars", True, 1e-4), ("lars", True, 10.0), ("lars", False, 1e-3), ("sgd", False, 0)]
+)
+def test_head_lr_scale_multiplies_every_step_of_the_head(name, clip_lr, eta):
+    # Clipped LARS steps by min(eta|w|/|u|, lr)·u, so a rate multiplier alone would vanish where the
+    # trust ratio binds (eta 1e-4 here); eta 10 never binds. Either way the head moves s times as far.
+    import copy
+
+    torch.manual_seed(0)
+    body = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+    model = nn.ModuleDict({"backbone": body, "predictor": nn.Sequential(nn.Linear(3, 5), nn.Linear(5, 3))})
+    model.double()  # float64: a step is a small difference of two weights
+    x = torch.randn(8, 6, dtype=torch.float64)
+    steps = {}
+    for scale in (1.0, 10.0):
+        m = copy.deepcopy(model)
+        kw = dict(eta=eta, clip_lr=clip_lr) if name == "lars" else {}
+        opt = build_optimizer(name, m, 0.05, 1e-4, momentum=0.0, head_lr_scale={"predictor": scale}, **kw)
+        before = {n: p.detach().clone() for n, p in m.named_parameters()}
+        m["predictor"](m["backbone"](x)).square().mean().backward()
+        opt.step()
+        steps[scale] = {n: p.detach() - before[n] for n, p in m.named_parameters()}
+    for n, d in steps[10.0].items():
+        want = steps[1.0][n] * (10.0 if n.startswith("predictor.") else 1.0)
+        torch.testing.assert_close(d, want, rtol=1e-9, atol=1e-15, msg=n)
+    assert all(d.abs().max() > 0 for n, d in steps[1.0].items() if n != "backbone.0.bias")  # BN cancels that bias
+
+
 def test_recipe_options_for_heads_and_biases_reach_the_optimizer():
     from sslfast.train.config import ConfigError, TrainConfig
     from sslfast.train.setup import build_run
@@ -312,6 +373,14 @@ def test_recipe_options_for_heads_and_biases_reach_the_optimizer():
     assert {g["lr_scale"] for g in run.optimizer.param_groups if not g["lars_adaptation"]} == {0.5}
     with pytest.raises(ConfigError, match="static_lr names the predictor, but method 'vicreg' has none"):
         build_run(TrainConfig(method="vicreg", static_lr=["predictor"], **kw))
+    run = build_run(TrainConfig(method="simsiam", pred_lr_scale=10.0, **kw))
+    pred = {id(p) for p in run.model.predictor.parameters()}
+    for g in run.optimizer.param_groups:
+        assert g["lr_scale"] == (10.0 if {id(p) for p in g["params"]} <= pred else 1.0)
+    with pytest.raises(ConfigError, match="pred_lr_scale applies to methods with a predictor, but method 'vicreg'"):
+        build_run(TrainConfig(method="vicreg", pred_lr_scale=10.0, **kw))
+    with pytest.raises(ConfigError, match=r"pred_lr_scale must be a finite number > 0 or None, got 0\.0"):
+        TrainConfig(pred_lr_scale=0.0).validate()
     for bad, match in ((["backbone"], "static_lr must be a list of heads"), ("predictor", "static_lr must be")):
         with pytest.raises(ConfigError, match=match):
             TrainConfig(static_lr=bad).validate()
