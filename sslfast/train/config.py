@@ -216,13 +216,24 @@ def _plain(value):
     return list(value) if isinstance(value, tuple) else value
 
 
+def _field_default(field: dataclasses.Field):
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return dataclasses.MISSING
+
+
 def resume_changes(saved: dict, now: TrainConfig) -> list[str]:
     """The differences between a checkpoint's config and ``now`` that a resume must refuse, as
-    ``"field: saved -> now"`` lines (empty when resuming is safe)."""
+    ``"field: saved -> now"`` lines (empty when resuming is safe). A field the checkpoint predates
+    counts as its default: the code that wrote the checkpoint behaved as that default does (new
+    options default to the old behaviour), so setting it now is a change like any other."""
     current = dataclasses.asdict(now)
+    defaults = {f.name: _field_default(f) for f in dataclasses.fields(now)}
     changes = []
     for name, value in current.items():
-        old = saved.get(name, dataclasses.MISSING)
+        old = saved.get(name, defaults[name])
         if old is dataclasses.MISSING or _plain(old) == _plain(value):
             continue
         if name == "epochs" and isinstance(old, int) and isinstance(value, int) and value > old:

@@ -135,6 +135,21 @@ def test_resume_refuses_a_changed_config_and_lists_fields(tmp_path):
     assert len(ids) == 1 and summary["run_id"] in ids  # one run id across the resume
 
 
+def test_resume_counts_a_field_the_checkpoint_predates_as_its_default():
+    # A checkpoint written before pred_lr_scale existed has no such key: resuming it with the
+    # option set used to pass the check, load the old optimizer state and train without it.
+    from dataclasses import asdict
+
+    from sslfast.train.config import resume_changes
+
+    old = asdict(TrainConfig(method="simsiam"))
+    del old["pred_lr_scale"], old["loss_kwargs"]
+    assert resume_changes(old, TrainConfig(method="simsiam")) == []
+    assert resume_changes(old, TrainConfig(method="simsiam", pred_lr_scale=10.0)) == ["pred_lr_scale: None -> 10.0"]
+    now = TrainConfig(method="simsiam", loss_kwargs={"temperature": 0.5})
+    assert resume_changes(old, now) == ["loss_kwargs: {} -> {'temperature': 0.5}"]
+
+
 def test_resume_of_a_finished_run_changes_nothing(tmp_path, capsys):
     train(tiny_cfg(tmp_path, **KW))
     out = tmp_path / "run"
