@@ -107,8 +107,9 @@ class LARS(torch.optim.Optimizer):
     Per parameter tensor w with gradient g, in groups with ``lars_adaptation=True``::
 
         u     = g + weight_decay * w
-        q     = eta * ||w|| / ||u||      (q = 1 if ||w|| = 0 or ||u|| = 0)
+        q     = eta * ||w|| / ||u||
         q     = min(q / lr, 1)           (only with clip_lr=True: LARC "clip" mode, solo-learn)
+        q     = 1                        (instead, if ||w|| = 0 or ||u|| = 0: not clipped either)
         mu    = momentum * mu + q * u
         w     = w - lr * mu
 
@@ -189,9 +190,11 @@ def _lars_update(params, grads, bufs, *, lr, momentum, weight_decay, eta, clip_l
         w_norm = torch.stack(torch._foreach_norm(params))
         u_norm = torch.stack(torch._foreach_norm(updates))
         # Evaluated on the device for all tensors at once: no host sync, no per-tensor branch.
-        q = torch.where((w_norm > 0) & (u_norm > 0), eta * w_norm / u_norm, torch.ones_like(w_norm))
+        trust = eta * w_norm / u_norm
         if clip_lr:
-            q = torch.clamp(q / lr, max=1.0)
+            trust = torch.clamp(trust / lr, max=1.0)
+        # a zero-norm tensor keeps q = 1, unclipped (solo-learn clips inside its norm check only)
+        q = torch.where((w_norm > 0) & (u_norm > 0), trust, torch.ones_like(w_norm))
         q_list = q.unbind(0)
         if weight_decay != 0:
             torch._foreach_mul_(updates, q_list)
