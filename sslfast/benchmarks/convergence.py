@@ -17,11 +17,12 @@ batch), with batch 32 (156 steps per epoch on 5,000 images: 468 steps instead of
 one-epoch warm-up at the method's own slope rule. EMP-SSL keeps its schedule (no warm-up, lr not
 scaled) at batch 32 with 4 patches per image instead of 20, so that it sees 12 views per image in
 3 epochs (the others see 6) instead of 60: the views budget is recorded per row (``views_seen``).
-Four methods differ from that default, each on a measured sweep (the comments at ``SHORT_BUDGET``):
-TiCo runs at batch 4 (3,750 steps; its covariance memory spans batches), MoCo v2+ scales its SGD
-rate with the square root of the batch, Barlow Twins projects to 128 dimensions instead of 2,048
-(at batch 32 a 2,048-wide cross-correlation cannot be both invariant and decorrelated) with the
-official code's rate for biases and norms, and SimSiam trains its predictor at 10x the rate.
+Five methods differ from that default, each on a measured sweep (the comments at ``SHORT_BUDGET``):
+TiCo runs at batch 4 (3,750 steps; its covariance memory spans batches); MoCo v2+ keeps 2,048 keys
+per view and scales its SGD rate with the square root of the batch; MoCo v3's teacher starts at
+momentum 0.9; Barlow Twins projects to 128 dimensions instead of 2,048 (at batch 32 a 2,048-wide
+cross-correlation cannot be both invariant and decorrelated) with the official code's rate for
+biases and norms; SimSiam trains its (fixed-rate) predictor at 10x its rate.
 
 Targets (issue 12): no non-finite loss anywhere; every method ends >= 5 kNN points above its
 untrained network; EMP-SSL >= 10.
@@ -73,14 +74,15 @@ SMALL_VIT = dict(backbone="vit_tiny", patch_size=4, vit_depth=4, vit_dim=96)
 #   square-root scaling (0.106) gains +5.1 / +5.9 (seeds 0 / 1), against +4.0 (seed 0) linear.
 # Chosen on the 2026-12-06 follow-up sweep (same sizes):
 # - Barlow Twins at batch N = 32 with the recipe's D = 2048 outputs: N samples give a centred
-#   cross-correlation matrix of rank <= N - 1, so with its diagonal at 1 the off-diagonal sum is at least
-#   D^2/(N-1) - D: perfectly invariant views cost lambda * 133,000 = 680, a third of the 2,048 the
-#   diagonal can give, and the loss trades invariance for decorrelation. kNN fell (-6.4 after 3 epochs,
+#   cross-correlation matrix of rank <= N - 1, so with its diagonal at 1 the sum of its squared
+#   off-diagonal entries is at least D^2/(N-1) - D: perfectly invariant views cost lambda * 133,000 =
+#   680, a third of the invariance term at zero correlation (D = 2,048), and the loss trades
+#   invariance for decorrelation. kNN fell (-6.4 after 3 epochs,
 #   -3.3 after 10). Published runs keep lambda * D / N near 0.02 (the paper: 0.0051 * 8192 / 2048;
 #   solo-learn CIFAR: 0.04), which D = 128 restores at N = 32: D 512 -3.8, 256 -1.8, 128 -1.6; with
 #   the official code's rate for biases and norms (0.024 of the weights') D = 128 gives +0.0 / +4.8 /
 #   +0.6 (seeds 0 / 1 / 2; at batch 16 -2.5, crop scale 0.2 +1.1), and +1.7 after 10 epochs.
-# - SimSiam's predictor at 10x the rate (the BYOL paper ablates a predictor-rate multiplier; Tian et
+# - SimSiam's predictor at 10x its fixed rate (the BYOL paper ablates a predictor-rate multiplier; Tian et
 #   al., ICML 2021, on why a fast predictor keeps non-contrastive features from collapsing): -4.9 ->
 #   +2.5 / +2.4 (seeds 0 / 1); 5x +0.3, 30x -0.4; 10x with batch 16 +1.6, square-root lr -0.3, crop
 #   scale 0.2 +0.6.
@@ -112,7 +114,7 @@ FIXED_FIELDS = {
     "progress": None,
     "device": "--device",
     "out": "--runs-dir",
-    "backbone": "--vit-methods",
+    "backbone": "--methods / --vit-methods",
     "width": "--width",
     "patch_size": None,
     "vit_depth": "--vit-depth",
@@ -394,6 +396,15 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cpu":
         torch.set_num_threads(args.threads or os.cpu_count() or 1)
     todo = entries(args)
+    # every run's config and method spec before the first run: a --set value that is invalid, or
+    # that one of the methods cannot take, fails now rather than after hours of other runs
+    from sslfast.train.setup import method_spec
+
+    for method, backbone in todo:
+        try:
+            method_spec(run_config(method, backbone, args, Path(tempfile.gettempdir())))
+        except ConfigError as e:
+            raise SystemExit(f"sslfast bench convergence: error: {method}: {e}") from None
     rows: list[dict] = []
     notes = [
         f"CIFAR-10: first {args.train_size} training images, kNN (k=200) on the first {args.test_size} test "

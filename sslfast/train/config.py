@@ -96,7 +96,8 @@ class TrainConfig:
         None, "learning rate of biases and norm parameters as a fraction of the weights' (official Barlow Twins: 0.024)"
     )
     pred_lr_scale: float | None = opt(
-        None, "learning rate of the predictor as a multiple of the rest's (the BYOL paper ablates such a multiplier)"
+        None, "multiplies the predictor's learning rate: its schedule, or its fixed rate under static_lr "
+        "(the BYOL paper ablates such a multiplier)"
     )
     warmup_epochs: int | None = opt(None, "linear warm-up epochs (kept at its slope when the run is shorter)")
     ema_tau: float | None = opt(None, "starting EMA momentum of the teacher (BYOL, MoCo v2/v3)")

@@ -53,7 +53,7 @@ class MethodSpec:
     bn_per_view: bool = False  # one forward pass per view (BatchNorm statistics per view), not per shape
     static_lr: tuple[str, ...] = ()  # submodules trained at the base lr throughout (optim.param_groups_for_ssl)
     bias_lr_scale: float = 1.0  # biases' and norm parameters' rate / the weights' (optim.param_groups_for_ssl)
-    pred_lr_scale: float = 1.0  # the predictor's rate / the rest's (optim.param_groups_for_ssl head_lr_scale)
+    pred_lr_scale: float = 1.0  # multiplies the predictor's rate, scheduled or static (optim head_lr_scale)
     momentum: tuple[float, float] | None = None
     loss_kwargs: dict = field(default_factory=dict)
     loss_scale: float = 1.0

@@ -85,3 +85,19 @@ def test_set_refuses_fields_the_benchmark_sets_and_unknown_fields(item, message,
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        ("pred_lr_scale=10", "vicreg: pred_lr_scale applies to methods with a predictor, but method 'vicreg' has none"),
+        ("pred_lr_scale=abc", "simsiam: pred_lr_scale must be a finite number"),
+    ],
+)
+def test_every_runs_config_is_checked_before_the_first_run(tmp_path, item, message):
+    # simsiam runs first and its data root does not exist: without the check up front the
+    # benchmark would start simsiam (and fail on its data, or train it for minutes) before vicreg
+    args = ["--methods", "simsiam,vicreg", "--vit-methods", "none", "--set", item]
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--data-root", str(tmp_path / "missing"), "--out", str(tmp_path)])
+    assert message in str(exc.value) and not list(tmp_path.glob("*.json"))
