@@ -105,12 +105,15 @@ def write_results(
     out_dir: str | os.PathLike | None = None,
     device: torch.device | None = None,
     path: Path | None = None,
+    env_overrides: dict | None = None,
 ) -> Path:
     """Write ``{"benchmark": name, "env": ..., **payload}`` as JSON and return its path.
 
     ``path``: rewrite that file (a long benchmark saving its progress) instead of a new one.
+    ``env_overrides``: env fields that describe the measurement better than this process does
+    (a merge of shards records the commit the shards ran, not the one that merged them).
     """
-    env = {**collect(device), **machine_load()}
+    env = {**collect(device), **machine_load(), **(env_overrides or {})}
     doc = json.loads(json.dumps({"benchmark": name, "env": env, **payload}, default=str))
     if path is None:
         out = Path(out_dir) if out_dir else default_results_dir()

@@ -375,7 +375,9 @@ def merge(paths: list[str], out: str | None, extra_notes: list[str] = (), sweep:
     payload.update(notes=notes, results=rows, shard_git_shas=shas)
     if sweep:
         payload["sweep"] = True
-    return write_results("convergence", payload, out)
+    # the report's commit column: the code the shards ran when they agree (else see shard_git_shas)
+    env = {"git_sha": shas[0]} if len(shas) == 1 else None
+    return write_results("convergence", payload, out, env_overrides=env)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,6 +45,17 @@ def test_quick_convergence_run_writes_a_valid_report_row(tmp_path, capsys):
     from sslfast.report import plots
 
     assert plots.convergence(swept, tmp_path, "s") == []  # its table carries it: no 30-line legend
+
+    # A merge records the commit its shards ran (the report's commit column), not the merging one
+    shard = json.loads(path.read_text())
+    shard["env"]["git_sha"] = "0123abc"
+    shards = [tmp_path / "s1.json", tmp_path / "s2.json"]
+    for s in shards:
+        s.write_text(json.dumps(shard))
+    assert main(["--merge", *map(str, shards), "--out", str(tmp_path / "m2")]) == 0
+    (m2,) = (tmp_path / "m2").glob("convergence-*.json")
+    doc = json.loads(m2.read_text())
+    assert doc["env"]["git_sha"] == "0123abc" and doc["shard_git_shas"] == ["0123abc"]
     with pytest.raises(SystemExit):
         main(["--sweep"])
 
