@@ -42,6 +42,13 @@ def test_quick_convergence_run_writes_a_valid_report_row(tmp_path, capsys):
     full, summary = tables.convergence(swept)
     assert "| simclr (lr=0.2) |" in full
     assert "2 variations" in summary and "- simclr on resnet18_cifar: 2 run(s); best gain" in summary
+    # a row trained for other epochs than its file's (an --epochs shard) says so, in both tables
+    doc = json.loads(mpath.read_text())
+    doc["results"][1]["epochs"] = 2
+    doc["results"][1]["gain_points"] = 99.0
+    full, summary = tables.convergence(validate(doc, mpath))
+    assert "| simclr (lr=0.2, epochs=2) |" in full and "| simclr |" in full
+    assert "best gain +99.0 (lr=0.2, epochs=2, seed 1)" in summary
     from sslfast.report import plots
 
     assert plots.convergence(swept, tmp_path, "s") == []  # its table carries it: no 30-line legend
