@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 
 from .schema import ReportError, Run
-from .tables import AUGMENT_PATHS, epoch_pairs, loss_elements, tta_groups, tta_thresholds
+from .tables import AUGMENT_PATHS, epoch_pairs, loss_elements, recipe_changes, tta_groups, tta_thresholds
 
 PNG_META = {"Software": None}  # no version string in the file: the same data gives the same bytes
 
@@ -216,12 +216,15 @@ def convergence(run: Run, out: Path, stem: str) -> list[str]:
         loss_ax = fig.add_subplot(2, len(backbones), len(backbones) + i + 1)
         for r in (x for x in rows if x["backbone"] == backbone):
             color = colors[r["method"]]  # a method's override runs share its colour, dashed
-            changes = ", ".join(f"{a}={b}" for a, b in (r.get("overrides") or {}).items())
+            changes = recipe_changes(r, run)
             label = r["method"] + (f" ({changes})" if changes else "") + (" DIVERGED" if r["diverged"] else "")
             style = dict(color=color, ls="--" if changes else "-", lw=1.2)
             pts = [(0, r["untrained_knn_top1"])] + [(e, a) for e, a in r["knn_curve"]]
             acc_ax.plot(*zip(*pts, strict=True), marker="o", ms=3, label=label, **style)
-            losses = [(s, v) for s, v in r.get("loss_curve", []) if math.isfinite(v)]
+            # against epochs, not steps: runs at other batch sizes (TiCo's 3,750 steps) line up
+            images = (run.doc.get("config") or {}).get("train_size")  # whole batches per epoch
+            per_epoch = images // r["batch_size"] if images and r.get("batch_size") else 0
+            losses = [(s / per_epoch if per_epoch else s, v) for s, v in r.get("loss_curve", []) if math.isfinite(v)]
             if len(losses) > 1:
                 lo, hi = min(v for _, v in losses), max(v for _, v in losses)
                 scaled = [(s, (v - lo) / (hi - lo) if hi > lo else 0.0) for s, v in losses]
@@ -230,7 +233,7 @@ def convergence(run: Run, out: Path, stem: str) -> list[str]:
         acc_ax.set_ylabel("kNN top-1 %", fontsize=8)
         acc_ax.set_title(backbone, fontsize=9)
         _legend(acc_ax, 6)
-        loss_ax.set_xlabel("step", fontsize=8)
+        loss_ax.set_xlabel("epoch" if (run.doc.get("config") or {}).get("train_size") else "step", fontsize=8)
         loss_ax.set_ylabel("training loss, scaled to [0, 1] per run", fontsize=8)
     return _save(fig, out, f"{stem}-knn.png")
 

@@ -393,7 +393,7 @@ def convergence_verdict(row: dict) -> str:
     return f"{'✓' if gain >= target else '✗'} (target ≥ {num(target)})"
 
 
-def _recipe_changes(row: dict, run: Run) -> str:
+def recipe_changes(row: dict, run: Run) -> str:
     """A row's departures from its file's recipe: its --set overrides, and its epochs when they
     differ from the file's (an --epochs shard merged into a sweep)."""
     changes = dict(row.get("overrides") or {})
@@ -409,7 +409,7 @@ def convergence(run: Run) -> tuple[str, str]:
         kw = r.get("backbone_kwargs") or {}
         curve = ", ".join(num(acc) for _epoch, acc in r["knn_curve"]) or "—"
         gain = r.get("gain_points")
-        changes = _recipe_changes(r, run)
+        changes = recipe_changes(r, run)
         rows.append(
             [
                 r["method"] + (f" ({changes})" if changes else ""),
@@ -456,7 +456,7 @@ def convergence(run: Run) -> tuple[str, str]:
     for (method, backbone), group in best.items():
         done = [r for r in group if r.get("gain_points") is not None]
         top = max(done, key=lambda r: r["gain_points"]) if done else None
-        where = "" if top is None else _recipe_changes(top, run)
+        where = "" if top is None else recipe_changes(top, run)
         seed = None if top is None else top.get("seed", 0)
         shown = "—" if top is None else f"{top['gain_points']:+.1f} ({where or 'the recipe'}, seed {seed})"
         lines.append(f"- {method} on {backbone}: {len(group)} run(s); best gain {shown}")
