@@ -334,6 +334,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if key not in known:
             valid = ", ".join(sorted(known - set(FIXED_FIELDS)))
             p.error(f"--set {key}: not a TrainConfig field; valid fields: {valid}")
+        if key == "batch_size" and args.batch_size is not None:
+            p.error("--set batch_size and --batch-size both set the batch; give one")
         args.overrides[key] = yaml.safe_load(value)
     args.methods = names(args.methods, "--methods")
     args.vit_methods = names(args.vit_methods, "--vit-methods")

@@ -65,7 +65,7 @@ def param_groups_for_ssl(
         _check_number(scale, f"head_lr_scale[{head!r}]")
     known = {name for name, _ in model.named_modules()}
     for arg, names in (("static_lr", static), ("head_lr_scale", tuple(heads))):
-        missing = [s for s in names if s not in known]
+        missing = [s for s in names if not s or s not in known]  # "" is the model itself, not a head
         if missing:
             raise ValueError(f"{arg} names submodules {missing} that {type(model).__name__} does not have")
 

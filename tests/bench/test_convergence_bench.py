@@ -94,12 +94,13 @@ def test_schema_rejects_a_diverged_row_with_an_accuracy():
         ("knn_every=2", "--set knn_every: the benchmark sets this field of every run"),
         ("lr_sclaing=sqrt", "--set lr_sclaing: not a TrainConfig field; valid fields: "),
         ("lr", "--set takes FIELD=VALUE, got 'lr'"),
+        ("batch_size=8", "--set batch_size and --batch-size both set the batch; give one"),
     ],
 )
 def test_set_refuses_fields_the_benchmark_sets_and_unknown_fields(item, message, capsys):
     # --set epochs=10 used to reach TrainConfig twice and end in an internal-error traceback
     with pytest.raises(SystemExit) as exc:
-        main(["--methods", "vicreg", "--vit-methods", "none", "--set", item])
+        main(["--methods", "vicreg", "--vit-methods", "none", "--batch-size", "16", "--set", item])
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err

@@ -336,6 +336,8 @@ def test_head_lr_scale_multiplies_a_heads_rate_through_the_schedule_and_static_g
     ]
     with pytest.raises(ValueError, match=r"head_lr_scale names submodules \['head'\]"):
         param_groups_for_ssl(model, 1e-4, head_lr_scale={"head": 2.0})
+    with pytest.raises(ValueError, match=r"static_lr names submodules \[''\]"):  # the model, not a head
+        param_groups_for_ssl(model, 1e-4, static_lr=[""])
     with pytest.raises(ValueError, match=r"head_lr_scale\['predictor'\] must be > 0"):
         param_groups_for_ssl(model, 1e-4, head_lr_scale={"predictor": 0.0})
 
