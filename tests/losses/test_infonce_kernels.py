@@ -243,7 +243,11 @@ def _scaled(dtype, exps, seed, v=3, b=4, d=6):
 
 
 # backend="reference" computes the textbook in the input dtype: bf16/fp16 matmuls and logsumexps
-REF_TOLS = {torch.bfloat16: (1e-2, 5e-2), torch.float16: (3e-3, 1e-2)}
+# The reference backend is the textbook path run in the input dtype: in bf16 it rounds the normalised
+# rows and every logit (|logit| <= 1/T = 2) to 2^-9 relative, so a loss near 2 moves by about 1 %
+# (1,500 random draws: at most 1.03 %; one case CI drew: 1.09 %, over the old 1 %); the kernels
+# accumulate in fp32 and keep TOLS.
+REF_TOLS = {torch.bfloat16: (2e-2, 5e-2), torch.float16: (3e-3, 1e-2)}
 
 
 def _check(dtype, out, g, ref, gref, backend):
@@ -277,7 +281,15 @@ def test_multicrop_any_magnitude(backend, dtype, data):
 @given(data=st.data())
 def test_nt_xent_and_moco_any_magnitude(backend, dtype, data):
     lo, hi = EXPONENTS[dtype]
-    exps = data.draw(st.lists(st.integers(lo, hi), min_size=8, max_size=8), label="exponents")
+    _nt_xent_and_moco_case(backend, dtype, data.draw(st.lists(st.integers(lo, hi), min_size=8, max_size=8)))
+
+
+def test_nt_xent_reference_bf16_drawn_case():
+    # drawn by the test above in a clean-clone run: the textbook bf16 path was 1.09 % off (tol was 1 %)
+    _nt_xent_and_moco_case("reference", torch.bfloat16, [0, 0, -23, -3, -14, -7, -12, -12])
+
+
+def _nt_xent_and_moco_case(backend, dtype, exps):
     z = _scaled(dtype, exps, seed=sum(exps) % 89, v=2, b=4)
     bank = torch.nn.functional.normalize(make(1, 5, 6, seed=3)[0], dim=1).to(dtype)
     ref, grefs = run(lambda a, b: R.nt_xent_loss_reference(a, b, 0.5), z[0].double(), z[1].double())
