@@ -120,3 +120,17 @@ def test_every_runs_config_is_checked_before_the_first_run(tmp_path, item, messa
     with pytest.raises(SystemExit) as exc:
         main([*args, "--data-root", str(tmp_path / "missing"), "--out", str(tmp_path)])
     assert message in str(exc.value) and not list(tmp_path.glob("*.json"))
+
+
+def test_the_small_vit_takes_its_own_recipe_changes():
+    # EMP-SSL's cited recipe is LARS on a ResNet; on the ViT the benchmark trains it with AdamW
+    from sslfast.benchmarks.convergence import SHORT_BUDGET_VIT, entries, parse_args, run_config
+
+    args = parse_args(["--methods", "emp_ssl,vicreg", "--vit-methods", "emp_ssl,vicreg", "--set", "num_views=2"])
+    cfgs = {(m, b["backbone"]): run_config(m, b, args, Path("unused")) for m, b in entries(args)}
+    vit = cfgs["emp_ssl", "vit_tiny"]
+    assert (vit.optimizer, vit.lr, vit.weight_decay, vit.warmup_epochs) == ("adamw", 2e-3, 0.05, 1)
+    assert vit.num_views == 2  # --set still applies on top
+    resnet = cfgs["emp_ssl", "resnet18_cifar"]
+    assert (resnet.optimizer, resnet.lr, resnet.warmup_epochs) == (None, None, None)  # the method's own
+    assert cfgs["vicreg", "vit_tiny"].optimizer is None and set(SHORT_BUDGET_VIT) == {"emp_ssl"}
