@@ -242,10 +242,9 @@ def _scaled(dtype, exps, seed, v=3, b=4, d=6):
     return (z * scale).to(dtype)
 
 
-# backend="reference" computes the textbook in the input dtype: bf16/fp16 matmuls and logsumexps
-# The reference backend is the textbook path run in the input dtype: in bf16 it rounds the normalised
+# backend="reference" is the textbook path run in the input dtype: in bf16 it rounds the normalised
 # rows and every logit (|logit| <= 1/T = 2) to 2^-9 relative, so a loss near 2 moves by about 1 %
-# (1,500 random draws: at most 1.03 %; one case CI drew: 1.09 %, over the old 1 %); the kernels
+# (1,500 random draws: at most 1.03 %; a clean-clone make test drew 1.09 %, over the old 1 %); the kernels
 # accumulate in fp32 and keep TOLS.
 REF_TOLS = {torch.bfloat16: (2e-2, 5e-2), torch.float16: (3e-3, 1e-2)}
 
@@ -285,7 +284,7 @@ def test_nt_xent_and_moco_any_magnitude(backend, dtype, data):
 
 
 def test_nt_xent_reference_bf16_drawn_case():
-    # drawn by the test above in a clean-clone run: the textbook bf16 path was 1.09 % off (tol was 1 %)
+    # drawn by the test above in a clean-clone make test: the textbook bf16 path was 1.09 % off (tol was 1 %)
     _nt_xent_and_moco_case("reference", torch.bfloat16, [0, 0, -23, -3, -14, -7, -12, -12])
 
 
