@@ -78,9 +78,9 @@ SMALL_VIT = dict(backbone="vit_tiny", patch_size=4, vit_depth=4, vit_dim=96)
 #   cross-correlation matrix of rank <= N - 1, so with its diagonal at 1 the sum of its squared
 #   off-diagonal entries is at least D^2/(N-1) - D: perfectly invariant views cost lambda * 133,000 =
 #   680, a third of the invariance term at zero correlation (D = 2,048), and the loss trades
-#   invariance for decorrelation. kNN fell (-6.4 after 3 epochs,
-#   -3.3 after 10). Published runs keep lambda * D / N near 0.02 (the paper: 0.0051 * 8192 / 2048;
-#   solo-learn CIFAR: 0.04), which D = 128 restores at N = 32: D 512 -3.8, 256 -1.8, 128 -1.6; with
+#   invariance for decorrelation. kNN fell (-6.4 after 3 epochs, -3.3 after 10). Published runs keep
+#   lambda * D / N near 0.02 (the paper: 0.0051 * 8192 / 2048; solo-learn CIFAR: 0.04), which
+#   D = 128 restores at N = 32: D 512 -3.8, 256 -1.8, 128 -1.6; with
 #   the official code's rate for biases and norms (0.024 of the weights') D = 128 gives +0.0 / +4.8 /
 #   +0.6 (seeds 0 / 1 / 2; at batch 16 -2.5, crop scale 0.2 +1.1), and +1.7 after 10 epochs.
 # - SimSiam's predictor at 10x its fixed rate (the BYOL paper ablates a predictor-rate multiplier; Tian et

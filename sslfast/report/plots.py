@@ -209,6 +209,8 @@ def convergence(run: Run, out: Path, stem: str) -> list[str]:
     if not rows:
         return []
     colors = {m: f"C{i % 10}" for i, m in enumerate(dict.fromkeys(r["method"] for r in rows))}
+    # losses against epochs, not steps, so runs at other batch sizes (TiCo's 3,750 steps) line up
+    images = (run.doc.get("config") or {}).get("train_size")  # whole batches per epoch
     fig = _figure(6.5 * len(backbones), 8)
     fig.suptitle(_title(run, "convergence: kNN top-1 per epoch and training loss (one seed)"), fontsize=9)
     for i, backbone in enumerate(backbones):
@@ -221,8 +223,6 @@ def convergence(run: Run, out: Path, stem: str) -> list[str]:
             style = dict(color=color, ls="--" if changes else "-", lw=1.2)
             pts = [(0, r["untrained_knn_top1"])] + [(e, a) for e, a in r["knn_curve"]]
             acc_ax.plot(*zip(*pts, strict=True), marker="o", ms=3, label=label, **style)
-            # against epochs, not steps: runs at other batch sizes (TiCo's 3,750 steps) line up
-            images = (run.doc.get("config") or {}).get("train_size")  # whole batches per epoch
             per_epoch = images // r["batch_size"] if images and r.get("batch_size") else 0
             losses = [(s / per_epoch if per_epoch else s, v) for s, v in r.get("loss_curve", []) if math.isfinite(v)]
             if len(losses) > 1:
@@ -233,7 +233,7 @@ def convergence(run: Run, out: Path, stem: str) -> list[str]:
         acc_ax.set_ylabel("kNN top-1 %", fontsize=8)
         acc_ax.set_title(backbone, fontsize=9)
         _legend(acc_ax, 6)
-        loss_ax.set_xlabel("epoch" if (run.doc.get("config") or {}).get("train_size") else "step", fontsize=8)
+        loss_ax.set_xlabel("epoch" if images else "step", fontsize=8)
         loss_ax.set_ylabel("training loss, scaled to [0, 1] per run", fontsize=8)
     return _save(fig, out, f"{stem}-knn.png")
 
