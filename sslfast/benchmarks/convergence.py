@@ -2,8 +2,9 @@
 
 CPU evidence with real data (CIFAR-10): every method of ``sslfast.train.methods.METHODS`` trains
 on the first ``--train-size`` (5,000) training images with ResNet-18 at width 16 for 3 epochs, one
-seed, and the kNN top-1 on the first ``--test-size`` (1,000) test images is recorded after every
-epoch, next to the *untrained* network's kNN (the same initial weights: the floor to beat). EMP-SSL
+seed (``--seeds N``: N seeds per method), and the kNN top-1 on the first ``--test-size`` (1,000) test
+images is recorded after every epoch, next to the *untrained* network's kNN (the same initial
+weights: the floor to beat). With several seeds the report judges each method on its mean gain. EMP-SSL
 and VICReg also run on a small ViT-Tiny (4x4 patches, 4 blocks, 96 wide), the second backbone.
 
 Each run is a real ``sslfast.train.train`` run (the one run setup, the divergence guard, the kNN
@@ -133,16 +134,22 @@ FIXED_FIELDS = {
 QUICK = dict(train_size=256, test_size=128, width=4, epochs=1, batch_size=32, vit_depth=1, vit_dim=24)
 
 
-def entries(args) -> list[tuple[str, dict]]:
-    """(method, backbone overrides) in run order: every ResNet run, then the ViT runs."""
-    out = [(m, dict(backbone="resnet18_cifar", width=args.width)) for m in args.methods]
+def entries(args) -> list[tuple[str, dict, int]]:
+    """(method, backbone overrides, seed) in run order: per seed, every ResNet run, then the ViT
+    runs (a benchmark cut off by a time limit keeps whole seeds of every method)."""
+    per_seed = [(m, dict(backbone="resnet18_cifar", width=args.width)) for m in args.methods]
     vit = {**SMALL_VIT, "vit_depth": args.vit_depth, "vit_dim": args.vit_dim}
-    out += [(m, dict(vit)) for m in args.vit_methods]
-    return out
+    per_seed += [(m, dict(vit)) for m in args.vit_methods]
+    return [(m, dict(b), seed) for seed in seed_list(args) for m, b in per_seed]
 
 
-def run_config(method: str, backbone: dict, args, out: Path):
-    """The ``TrainConfig`` of one convergence run."""
+def seed_list(args) -> list[int]:
+    """``--seeds`` consecutive seeds from ``--seed``."""
+    return list(range(args.seed, args.seed + args.seeds))
+
+
+def run_config(method: str, backbone: dict, args, out: Path, seed: int | None = None):
+    """The ``TrainConfig`` of one convergence run (``seed``: default ``--seed``)."""
     from sslfast.train.config import TrainConfig
 
     recipe = dict(SHORT_BUDGET.get(method, SHORT_DEFAULT))
@@ -163,7 +170,7 @@ def run_config(method: str, backbone: dict, args, out: Path):
         data_root=args.data_root,
         subset=args.train_size,
         epochs=args.epochs,
-        seed=args.seed,
+        seed=args.seed if seed is None else seed,
         knn_every=1,
         knn_train_size=args.train_size,
         knn_test_size=args.test_size,
@@ -197,7 +204,7 @@ def _records(out: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
-def one_run(method: str, backbone: dict, args, runs_dir: Path) -> dict:
+def one_run(method: str, backbone: dict, args, runs_dir: Path, seed: int | None = None) -> dict:
     """Train one method and return its results row (diverged runs included)."""
     import math
 
@@ -205,8 +212,9 @@ def one_run(method: str, backbone: dict, args, runs_dir: Path) -> dict:
     from sslfast.train.loop import train
     from sslfast.train.setup import backbone_kwargs, build_views, method_spec, scaled_lr
 
-    out = runs_dir / f"{method}-{backbone['backbone']}"
-    cfg = run_config(method, backbone, args, out)
+    seed = args.seed if seed is None else seed
+    out = runs_dir / f"{method}-{backbone['backbone']}-s{seed}"
+    cfg = run_config(method, backbone, args, out, seed)
     spec = method_spec(cfg)
     n_views = len(build_views(spec, cfg))
     floor = untrained_knn(cfg)
@@ -271,7 +279,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=None, help="epochs per run (default 3)")
     p.add_argument("--batch-size", type=int, default=None, help="override the short-budget batch size")
     p.add_argument("--log-every", type=int, default=5, help="steps between logged losses (and guard reads)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the first run of each method (default 0)")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="seeds per method: --seed, --seed+1, ... (default 1); the report gives each method's mean "
+        "gain over its seeds next to every seed's",
+    )
     p.add_argument("--data-root", default=None, help="folder holding cifar-10-batches-bin/ (default $SSLFAST_DATA)")
     p.add_argument("--device", default="cpu", help="device (default cpu: this is CPU evidence)")
     p.add_argument(
@@ -350,7 +365,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.overrides[key] = yaml.safe_load(value)
     args.methods = names(args.methods, "--methods")
     args.vit_methods = names(args.vit_methods, "--vit-methods")
-    for name in ("train_size", "test_size", "width", "epochs", "vit_depth", "vit_dim", "log_every"):
+    for name in ("train_size", "test_size", "width", "epochs", "vit_depth", "vit_dim", "log_every", "seeds"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     return args
@@ -373,7 +388,12 @@ def merge(paths: list[str], out: str | None, extra_notes: list[str] = (), sweep:
             row.setdefault("seed", (r.doc.get("config") or {}).get("seed", 0))
     rows = sorted(
         (row for r in runs for row in r.doc["results"]),
-        key=lambda row: (row["backbone"] != "resnet18_cifar", row["backbone"], order.index(row["method"])),
+        key=lambda row: (
+            row["backbone"] != "resnet18_cifar",
+            row["backbone"],
+            order.index(row["method"]),
+            row["seed"],
+        ),
     )
     first = runs[0].doc
     notes = [n for n in first.get("notes", []) if not n.startswith("incomplete")]
@@ -386,6 +406,9 @@ def merge(paths: list[str], out: str | None, extra_notes: list[str] = (), sweep:
     shas = sorted({r.env.get("git_sha") for r in runs}, key=str)
     payload = {k: v for k, v in first.items() if k not in ("benchmark", "env", "results", "notes")}
     payload.update(notes=notes, results=rows, shard_git_shas=shas)
+    if isinstance(payload.get("config"), dict):  # the shards' seeds, not the first shard's
+        seeds = sorted({row["seed"] for row in rows})
+        payload["config"] = {**payload["config"], "seed": seeds[0] if seeds else 0, "seeds": seeds}
     if sweep:
         payload["sweep"] = True
     # the report's commit column: the code the shards ran when they agree (else see shard_git_shas)
@@ -415,15 +438,15 @@ def main(argv: list[str] | None = None) -> int:
     # that one of the methods cannot take, fails now rather than after hours of other runs
     from sslfast.train.setup import method_spec
 
-    for method, backbone in todo:
+    for method, backbone, seed in todo:
         try:
-            method_spec(run_config(method, backbone, args, Path(tempfile.gettempdir())))
+            method_spec(run_config(method, backbone, args, Path(tempfile.gettempdir()), seed))
         except ConfigError as e:
             raise SystemExit(f"sslfast bench convergence: error: {method}: {e}") from None
     rows: list[dict] = []
     notes = [
         f"CIFAR-10: first {args.train_size} training images, kNN (k=200) on the first {args.test_size} test "
-        f"images with all {args.train_size} training images as the bank; one seed ({args.seed})",
+        f"images with all {args.train_size} training images as the bank (seeds: config.seeds and each row's seed)",
         "untrained_knn_top1: the same initial weights before any step (the floor to beat)",
     ]
     if device.type != "cuda":
@@ -457,6 +480,7 @@ def main(argv: list[str] | None = None) -> int:
                 "log_every": args.log_every,
                 "overrides": args.overrides,
                 "seed": args.seed,
+                "seeds": seed_list(args),
             },
             "targets": {"gain_points": TARGET_GAIN, "gain_points_emp_ssl": TARGET_GAIN_EMP_SSL},
             "results": rows,
@@ -465,15 +489,16 @@ def main(argv: list[str] | None = None) -> int:
     path = None
     with tempfile.TemporaryDirectory(prefix="sslfast-convergence-") as tmp:
         runs_dir = Path(args.runs_dir) if args.runs_dir else Path(tmp)
-        for method, backbone in todo:
+        for method, backbone, seed in todo:
             try:
-                row = one_run(method, backbone, args, runs_dir)
+                row = one_run(method, backbone, args, runs_dir, seed)
             except (ConfigError, DatasetError) as e:
                 raise SystemExit(f"sslfast bench convergence: error: {method}: {e}") from None
             rows.append(row)
             gain = "—" if row["gain_points"] is None else f"{row['gain_points']:+.1f}"
             print(
-                f"{row['method']:12s} {row['backbone']:14s} untrained {row['untrained_knn_top1']:5.1f}  "
+                f"{row['method']:12s} {row['backbone']:14s} seed {row['seed']}  "
+                f"untrained {row['untrained_knn_top1']:5.1f}  "
                 f"kNN {[round(a, 1) for _, a in row['knn_curve']]}  gain {gain}  "
                 f"{'DIVERGED ' if row['diverged'] else ''}{row['train_seconds']:.0f} s",
                 file=sys.stderr,

@@ -197,7 +197,7 @@ def tta(run: Run, out: Path, stem: str) -> list[str]:
 
 
 def convergence(run: Run, out: Path, stem: str) -> list[str]:
-    """kNN top-1 after each epoch per run (epoch 0 = the untrained network), one panel per
+    """kNN top-1 after each epoch per run and seed (epoch 0 = the untrained network), one panel per
     backbone, and below it each run's training loss scaled to [0, 1] (the losses differ in size
     and sign). Runs with ``--set`` overrides are dashed and named with them; a diverged run's
     losses stop at its last finite one. A sweep (dozens of variations) gets no plot: its table
@@ -212,14 +212,19 @@ def convergence(run: Run, out: Path, stem: str) -> list[str]:
     # losses against epochs, not steps, so runs at other batch sizes (TiCo's 3,750 steps) line up
     images = (run.doc.get("config") or {}).get("train_size")  # whole batches per epoch
     fig = _figure(6.5 * len(backbones), 8)
-    fig.suptitle(_title(run, "convergence: kNN top-1 per epoch and training loss (one seed)"), fontsize=9)
+    n_seeds = len({r.get("seed", 0) for r in rows})
+    seeds = "one seed" if n_seeds == 1 else f"{n_seeds} seeds, one line each"
+    fig.suptitle(_title(run, f"convergence: kNN top-1 per epoch and training loss ({seeds})"), fontsize=9)
     for i, backbone in enumerate(backbones):
         acc_ax = fig.add_subplot(2, len(backbones), i + 1)
         loss_ax = fig.add_subplot(2, len(backbones), len(backbones) + i + 1)
+        named = set()  # a method's seeds share its colour and one legend entry
         for r in (x for x in rows if x["backbone"] == backbone):
             color = colors[r["method"]]  # a method's override runs share its colour, dashed
             changes = recipe_changes(r, run)
-            label = r["method"] + (f" ({changes})" if changes else "") + (" DIVERGED" if r["diverged"] else "")
+            name = r["method"] + (f" ({changes})" if changes else "")
+            label = None if name in named and not r["diverged"] else name + (" DIVERGED" if r["diverged"] else "")
+            named.add(name)
             style = dict(color=color, ls="--" if changes else "-", lw=1.2)
             pts = [(0, r["untrained_knn_top1"])] + [(e, a) for e, a in r["knn_curve"]]
             acc_ax.plot(*zip(*pts, strict=True), marker="o", ms=3, label=label, **style)

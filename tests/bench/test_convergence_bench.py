@@ -127,10 +127,91 @@ def test_the_small_vit_takes_its_own_recipe_changes():
     from sslfast.benchmarks.convergence import SHORT_BUDGET_VIT, entries, parse_args, run_config
 
     args = parse_args(["--methods", "emp_ssl,vicreg", "--vit-methods", "emp_ssl,vicreg", "--set", "num_views=2"])
-    cfgs = {(m, b["backbone"]): run_config(m, b, args, Path("unused")) for m, b in entries(args)}
+    cfgs = {(m, b["backbone"]): run_config(m, b, args, Path("unused"), seed) for m, b, seed in entries(args)}
     vit = cfgs["emp_ssl", "vit_tiny"]
     assert (vit.optimizer, vit.lr, vit.weight_decay, vit.warmup_epochs) == ("adamw", 2e-3, 0.05, 1)
     assert vit.num_views == 2  # --set still applies on top
     resnet = cfgs["emp_ssl", "resnet18_cifar"]
     assert (resnet.optimizer, resnet.lr, resnet.warmup_epochs) == (None, None, None)  # the method's own
     assert cfgs["vicreg", "vit_tiny"].optimizer is None and set(SHORT_BUDGET_VIT) == {"emp_ssl"}
+
+
+def test_seeds_run_every_method_per_seed_in_seed_order():
+    from sslfast.benchmarks.convergence import entries, parse_args, run_config
+
+    args = parse_args(["--methods", "vicreg,simclr", "--vit-methods", "emp_ssl", "--seed", "3", "--seeds", "2"])
+    todo = entries(args)
+    assert [(m, b["backbone"], s) for m, b, s in todo] == [
+        ("vicreg", "resnet18_cifar", 3),
+        ("simclr", "resnet18_cifar", 3),
+        ("emp_ssl", "vit_tiny", 3),
+        ("vicreg", "resnet18_cifar", 4),
+        ("simclr", "resnet18_cifar", 4),
+        ("emp_ssl", "vit_tiny", 4),
+    ]
+    assert [run_config(m, b, args, Path("unused"), s).seed for m, b, s in todo] == [3, 3, 3, 4, 4, 4]
+
+
+def test_seeds_must_be_positive(capsys):
+    from sslfast.benchmarks.convergence import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["--seeds", "0"])
+    assert "--seeds must be at least 1, got 0" in capsys.readouterr().err
+
+
+def _row(method, seed, gain, target=5.0, diverged=False):
+    return dict(
+        method=method,
+        backbone="resnet18_cifar",
+        epochs=3,
+        seed=seed,
+        untrained_knn_top1=20.0,
+        knn_curve=[] if diverged else [[1, 20.0 + gain]],
+        final_knn_top1=None if diverged else 20.0 + gain,
+        gain_points=None if diverged else gain,
+        target_gain_points=target,
+        all_losses_finite=not diverged,
+        diverged=diverged,
+    )
+
+
+def _doc(rows, **extra):
+    env = dict(device="cpu", device_type="cpu", torch="x", triton=None, git_sha=None, timestamp="2026-01-01T00:00:00")
+    return {"benchmark": "convergence", "env": env, "config": {"epochs": 3}, "results": rows, **extra}
+
+
+def test_several_seeds_are_judged_on_each_methods_mean_gain():
+    rows = [
+        _row("vicreg", 0, 6.0),
+        _row("vicreg", 1, 4.0),
+        _row("vicreg", 2, 8.0),  # mean 6.0: met, though seed 1 alone misses
+        _row("byol", 0, 7.0),
+        _row("byol", 1, 1.0),  # mean 4.0: missed, though seed 0 alone meets it
+        _row("barlow_twins", 0, 9.0),
+        _row("barlow_twins", 1, 0.0, diverged=True),  # a diverged seed fails the method
+    ]
+    full, summary = tables.convergence(validate(_doc(rows)))
+    assert "| vicreg | resnet18_cifar | 0, 1, 2 | +6.0, +4.0, +8.0 | +6.0 ± 2.0 | 2 of 3 | ✓ (target ≥ 5.00) |" in full
+    assert "| byol | resnet18_cifar | 0, 1 | +7.0, +1.0 | +4.0 ± 4.2 | 1 of 2 | ✗ (target ≥ 5.00) |" in full
+    assert "| barlow_twins | resnet18_cifar | 0, 1 | +9.0, — | — | 1 of 2 | ✗ non-finite loss |" in full
+    assert "4 of 7 runs met their target" in full
+    assert "1 of 3 methods met their target on the mean gain over their seeds" in full
+    # the README gets the per-method summary; the per-seed table stays in the report
+    assert "1 of 3 methods met" in summary and "| kNN after each epoch (%) |" not in summary
+    # one seed per method: no summary, the per-run verdicts as before
+    one, same = tables.convergence(validate(_doc(rows[:1] + rows[3:4])))
+    assert one == same and "on the mean gain" not in one and "2 of 2 runs met their target" in one
+
+
+def test_merging_seed_shards_records_every_seed(tmp_path):
+    paths = []
+    for seed in (1, 0):
+        doc = _doc([_row("vicreg", seed, 6.0)], config={"epochs": 3, "seed": seed, "seeds": [seed]})
+        paths.append(tmp_path / f"s{seed}.json")
+        paths[-1].write_text(json.dumps(doc))
+    assert main(["--merge", *map(str, paths), "--out", str(tmp_path / "m")]) == 0
+    (merged,) = (tmp_path / "m").glob("convergence-*.json")
+    doc = json.loads(merged.read_text())
+    assert [r["seed"] for r in doc["results"]] == [0, 1]
+    assert doc["config"]["seed"] == 0 and doc["config"]["seeds"] == [0, 1]
