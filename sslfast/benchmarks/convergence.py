@@ -115,7 +115,7 @@ FIXED_FIELDS = {
     "data_root": "--data-root",
     "subset": "--train-size",
     "epochs": "--epochs",
-    "seed": "--seed",
+    "seed": "--seed / --seeds",
     "knn_every": None,
     "knn_train_size": "--train-size",
     "knn_test_size": "--test-size",
@@ -371,11 +371,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+# What makes two rows the same run (a merge refuses it twice): everything but the measurements.
+RUN_IDENTITY = ("method", "backbone", "backbone_kwargs", "epochs", "batch_size", "overrides", "seed")
+
+
+def data_note(train_size: int, test_size: int, seeds: list[int]) -> str:
+    """The results' note on the data, the kNN protocol and the seeds."""
+    seeds = sorted(set(seeds))
+    if len(seeds) == 1:
+        which = f"one seed ({seeds[0]})"
+    elif seeds == list(range(seeds[0], seeds[-1] + 1)):
+        which = f"seeds {seeds[0]} to {seeds[-1]}"
+    else:
+        which = "seeds " + ", ".join(map(str, seeds))
+    return (
+        f"CIFAR-10: first {train_size} training images, kNN (k=200) on the first {test_size} test "
+        f"images with all {train_size} training images as the bank; {which}"
+    )
+
+
 def merge(paths: list[str], out: str | None, extra_notes: list[str] = (), sweep: bool = False) -> Path:
     """One results file from the rows of several (shards run side by side on one machine).
     ``sweep``: the rows are variations of the recipe (their ``overrides``), kept apart from the
     benchmark proper in the report (``Run.variant``)."""
-    from sslfast.report.schema import load
+    from sslfast.report.schema import load, row_seed
+    from sslfast.report.tables import recipe_changes
     from sslfast.train.methods import METHODS
 
     runs = [load(p) for p in paths]
@@ -385,7 +405,17 @@ def merge(paths: list[str], out: str | None, extra_notes: list[str] = (), sweep:
     order = list(METHODS)
     for r in runs:  # rows written before rows carried their seed: the file's seed
         for row in r.doc["results"]:
-            row.setdefault("seed", (r.doc.get("config") or {}).get("seed", 0))
+            row["seed"] = row_seed(row, r.doc)
+    seen: dict[str, str] = {}
+    for r in runs:  # the same run twice (a shard given twice) would count twice in a mean
+        for row in r.doc["results"]:
+            key = json.dumps({k: row.get(k) for k in RUN_IDENTITY}, sort_keys=True)
+            if key in seen:
+                raise SystemExit(
+                    f"sslfast bench convergence: error: {row['method']} on {row['backbone']} seed {row['seed']} "
+                    f"({recipe_changes(row, r) or 'the recipe'}) is in both {seen[key]} and {r.path}"
+                )
+            seen[key] = str(r.path)
     rows = sorted(
         (row for r in runs for row in r.doc["results"]),
         key=lambda row: (
@@ -396,8 +426,13 @@ def merge(paths: list[str], out: str | None, extra_notes: list[str] = (), sweep:
         ),
     )
     first = runs[0].doc
-    notes = [n for n in first.get("notes", []) if not n.startswith("incomplete")]
+    config = first.get("config") or {}
+    notes = [n for n in first.get("notes", []) if not n.startswith(("incomplete", "CIFAR-10: first"))]
     notes = [CPU_NOTE if n.startswith("CPU run:") else n for n in notes]
+    if config.get("train_size") and config.get("test_size"):
+        notes.insert(0, data_note(config["train_size"], config["test_size"], [row["seed"] for row in rows]))
+    # a shard cut off by a time limit: its rows are in, and so is the fact that it stopped short
+    notes += [f"{Path(r.path).name}: {n}" for r in runs for n in r.doc.get("notes", []) if n.startswith("incomplete")]
     notes.append(
         f"merged from {len(runs)} shard(s) run side by side on one machine "
         f"({', '.join(Path(p).name for p in paths)}): train_seconds share the CPU"
@@ -445,8 +480,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"sslfast bench convergence: error: {method}: {e}") from None
     rows: list[dict] = []
     notes = [
-        f"CIFAR-10: first {args.train_size} training images, kNN (k=200) on the first {args.test_size} test "
-        f"images with all {args.train_size} training images as the bank (seeds: config.seeds and each row's seed)",
+        data_note(args.train_size, args.test_size, seed_list(args)),
         "untrained_knn_top1: the same initial weights before any step (the floor to beat)",
     ]
     if device.type != "cuda":

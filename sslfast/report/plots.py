@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .schema import ReportError, Run
+from .schema import ReportError, Run, row_seed
 from .tables import AUGMENT_PATHS, epoch_pairs, loss_elements, recipe_changes, tta_groups, tta_thresholds
 
 PNG_META = {"Software": None}  # no version string in the file: the same data gives the same bytes
@@ -212,7 +212,7 @@ def convergence(run: Run, out: Path, stem: str) -> list[str]:
     # losses against epochs, not steps, so runs at other batch sizes (TiCo's 3,750 steps) line up
     images = (run.doc.get("config") or {}).get("train_size")  # whole batches per epoch
     fig = _figure(6.5 * len(backbones), 8)
-    n_seeds = len({r.get("seed", 0) for r in rows})
+    n_seeds = len({row_seed(r, run.doc) for r in rows})
     seeds = "one seed" if n_seeds == 1 else f"{n_seeds} seeds, one line each"
     fig.suptitle(_title(run, f"convergence: kNN top-1 per epoch and training loss ({seeds})"), fontsize=9)
     for i, backbone in enumerate(backbones):
@@ -223,8 +223,11 @@ def convergence(run: Run, out: Path, stem: str) -> list[str]:
             color = colors[r["method"]]  # a method's override runs share its colour, dashed
             changes = recipe_changes(r, run)
             name = r["method"] + (f" ({changes})" if changes else "")
-            label = None if name in named and not r["diverged"] else name + (" DIVERGED" if r["diverged"] else "")
-            named.add(name)
+            if r["diverged"]:  # every diverged run is named, with its seed; the others once per recipe
+                label = f"{name} DIVERGED (seed {row_seed(r, run.doc)})"
+            else:
+                label = None if name in named else name
+                named.add(name)
             style = dict(color=color, ls="--" if changes else "-", lw=1.2)
             pts = [(0, r["untrained_knn_top1"])] + [(e, a) for e, a in r["knn_curve"]]
             acc_ax.plot(*zip(*pts, strict=True), marker="o", ms=3, label=label, **style)

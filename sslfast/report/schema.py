@@ -43,7 +43,9 @@ torch: str, triton: str|null, git_sha: str|null, timestamp: ISO 8601 str``.
   untrained_knn_top1: num, knn_curve: [[epoch, top1], ...]`` (epochs increasing, top1 in percent),
   ``final_knn_top1: num|null`` (null for a diverged run), ``gain_points?: num|null,
   target_gain_points?: num, all_losses_finite: bool, diverged: bool, error?: str|null,
-  loss_curve?: [[step, loss], ...], views_seen?: int, train_seconds?: num``.
+  loss_curve?: [[step, loss], ...], views_seen?: int, train_seconds?: num, seed?: int`` (rows
+  written before rows carried their seed: ``config.seed``, else 0); ``config.seeds?: [int]``.
+  Rows of one recipe with several seeds are judged on their mean gain.
 - ``gate`` (sslfast bench gate: the static sm_90a compile gate, or its GPU twin with ``--launch``),
   top ``quick: bool, target: "sm_90a"|"launch", mode?: str, summary: {...}, known_failures?:
   {...}``; one row per kernel variant: ``kernel: str, passed: bool`` and, for ``sm_90a``,
@@ -175,6 +177,7 @@ CONVERGENCE_ROW = {
     "error?": "str|null",
     "views_seen?": "int",
     "train_seconds?": "num",
+    "seed?": "int",
 }
 
 
@@ -449,6 +452,11 @@ def slug(text: str) -> str:
 def loss_size(row: dict) -> str:
     """The size label of a ``losses`` row, e.g. ``N=256×D=2048``, ``V=8×B=64×D=256`` or ``B=256×K=4096×D=128``."""
     return "×".join(f"{k}={row[k]}" for k in ("V", "B", "N", "K", "D") if k in row)
+
+
+def row_seed(row: dict, doc: dict) -> int:
+    """A convergence row's seed; rows written before rows carried one ran the file's ``config.seed``."""
+    return row["seed"] if row.get("seed") is not None else (doc.get("config") or {}).get("seed", 0)
 
 
 def mean_std(xs: list[float]) -> tuple[float | None, float | None]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import statistics
 
-from .schema import Run, loss_size, mean_std
+from .schema import Run, loss_size, mean_std, row_seed
 
 RUN_COLS = ["device", "torch", "triton", "commit"]
 # The issue's goals for one H100 (time-to-accuracy: mean over >= 3 seeds).
@@ -325,10 +325,9 @@ def _goal_text() -> str:
     return ", ".join(f"≥ {k}% in ≤ {num(v)} s" for k, v in TTA_GOALS_S.items())
 
 
-def backbone_label(backbone: str, runs: list[dict]) -> str:
+def backbone_label(backbone: str, kwargs: dict | None) -> str:
     """The backbone with its size overrides (a width-16 ResNet is not the published ResNet-18)."""
-    kw = runs[0].get("config", {}).get("backbone_kwargs") or {}
-    return backbone + (f" ({', '.join(f'{k}={v}' for k, v in kw.items())})" if kw else "")
+    return backbone + (f" ({', '.join(f'{k}={v}' for k, v in kwargs.items())})" if kwargs else "")
 
 
 def tta(run: Run) -> tuple[str, str]:
@@ -345,7 +344,7 @@ def tta(run: Run) -> tuple[str, str]:
             [
                 recipe,
                 pipeline,
-                backbone_label(backbone, runs),
+                backbone_label(backbone, runs[0].get("config", {}).get("backbone_kwargs")),
                 str(len(runs)),
                 *(_crossing_cell(runs, k) for k in keys),
                 mean_std_cell(top1, " %"),
@@ -403,26 +402,41 @@ def recipe_changes(row: dict, run: Run) -> str:
     return ", ".join(f"{k}={v}" for k, v in changes.items())
 
 
-def convergence_groups(run: Run) -> dict[tuple[str, str, str], list[dict]]:
-    """(method, backbone, recipe changes) -> its rows, one per seed, in file order."""
-    groups: dict[tuple[str, str, str], list[dict]] = {}
+def convergence_groups(run: Run) -> dict[tuple, list[dict]]:
+    """One recipe's runs over its seeds: (method, backbone with sizes, batch, recipe changes) ->
+    its rows in file order. Rows that differ in anything but the seed are in different groups."""
+    groups: dict[tuple, list[dict]] = {}
     for r in run.doc["results"]:
-        groups.setdefault((r["method"], r["backbone"], recipe_changes(r, run)), []).append(r)
+        backbone = backbone_label(r["backbone"], r.get("backbone_kwargs"))
+        key = (r["method"], backbone, r.get("batch_size"), recipe_changes(r, run))
+        groups.setdefault(key, []).append(r)
     return groups
 
 
+def _over_seeds(group: list[dict]) -> tuple[list[float], float | None, float | None, bool]:
+    """(gains, mean, sample std, every loss finite); no mean when a seed has no gain (diverged):
+    the other seeds' mean would flatter the recipe."""
+    gains = [r["gain_points"] for r in group if r.get("gain_points") is not None]
+    mean, std = mean_std(gains) if gains and len(gains) == len(group) else (None, None)
+    finite = all(r["all_losses_finite"] and not r["diverged"] for r in group)
+    return gains, mean, std, finite
+
+
+def _mean_cell(gains: list[float], mean: float | None, std: float | None) -> str:
+    if mean is None:
+        return "—"
+    return f"{mean:+.1f} ± {std:.1f}" if len(gains) > 1 else f"{mean:+.1f} (one seed)"
+
+
 def convergence_seed_summary(run: Run) -> tuple[str, int, int]:
-    """Per method and backbone over its seeds: every seed's gain, their mean ± sample std and how
-    many seeds met the target; the verdict is on the mean (every loss finite). Returns the table,
-    the groups meeting their target on the mean, and the number of groups."""
+    """Per recipe (method, backbone, batch, changes) over its seeds: every seed's gain, their mean
+    ± sample std and how many seeds met the target; the verdict is on the mean (every loss
+    finite). Returns the table, the recipes meeting their target on the mean, and their number."""
     rows, met = [], 0
     groups = convergence_groups(run)
-    for (method, backbone, changes), group in groups.items():
-        gains = [r["gain_points"] for r in group if r.get("gain_points") is not None]
-        # a seed without a gain (diverged) leaves no mean: the others' would flatter the method
-        mean, std = mean_std(gains) if len(gains) == len(group) else (None, None)
+    for (method, backbone, batch, changes), group in groups.items():
+        gains, mean, std, finite = _over_seeds(group)
         target = group[0].get("target_gain_points")
-        finite = all(r["all_losses_finite"] and not r["diverged"] for r in group)
         ok = finite and mean is not None and target is not None and mean >= target
         met += ok
         if not finite:
@@ -433,14 +447,15 @@ def convergence_seed_summary(run: Run) -> tuple[str, int, int]:
             [
                 method + (f" ({changes})" if changes else ""),
                 backbone,
-                ", ".join(str(r.get("seed", 0)) for r in group),
+                "—" if batch is None else str(batch),
+                ", ".join(str(row_seed(r, run.doc)) for r in group),
                 ", ".join("—" if r.get("gain_points") is None else f"{r['gain_points']:+.1f}" for r in group),
-                "—" if mean is None else f"{mean:+.1f} ± {std:.1f}",
+                _mean_cell(gains, mean, std),
                 "—" if target is None else f"{sum(g >= target for g in gains)} of {len(group)}",
                 verdict,
             ]
         )
-    head = ["method", "backbone", "seeds", "gain per seed", "mean gain ± std", "seeds at target"]
+    head = ["method", "backbone", "batch", "seeds", "gain per seed", "mean gain ± std", "seeds at target"]
     head.append("target (on the mean)")
     return table(head, rows), met, len(groups)
 
@@ -448,15 +463,14 @@ def convergence_seed_summary(run: Run) -> tuple[str, int, int]:
 def convergence(run: Run) -> tuple[str, str]:
     rows = []
     for r in run.doc["results"]:
-        kw = r.get("backbone_kwargs") or {}
         curve = ", ".join(num(acc) for _epoch, acc in r["knn_curve"]) or "—"
         gain = r.get("gain_points")
         changes = recipe_changes(r, run)
         rows.append(
             [
                 r["method"] + (f" ({changes})" if changes else ""),
-                r["backbone"] + (f" ({', '.join(f'{k}={v}' for k, v in kw.items())})" if kw else ""),
-                str(r.get("seed", 0)),
+                backbone_label(r["backbone"], r.get("backbone_kwargs")),
+                str(row_seed(r, run.doc)),
                 str(r["epochs"]),
                 f"{r['batch_size']} ({r['steps']})" if r.get("steps") else str(r.get("batch_size", "—")),
                 str(r.get("views_per_image", "—")),
@@ -489,32 +503,40 @@ def convergence(run: Run) -> tuple[str, str]:
     notes = list(run.doc.get("notes", []))
     met = sum(convergence_verdict(r).startswith("✓") for r in run.doc["results"])
     notes.append(f"{met} of {len(run.doc['results'])} runs met their target")
-    seeded = not run.doc.get("sweep") and any(len(g) > 1 for g in convergence_groups(run).values())
-    if seeded:  # several seeds: the verdict that counts is on each method's mean gain
+    groups = convergence_groups(run)
+    seeded = any(len({row_seed(r, run.doc) for r in g}) > 1 for g in groups.values())
+    if seeded and not run.doc.get("sweep"):  # several seeds: the verdict that counts is on each mean
         summary_table, met_mean, n_groups = convergence_seed_summary(run)
-        notes.append(f"{met_mean} of {n_groups} methods met their target on the mean gain over their seeds")
+        notes.append(f"{met_mean} of {n_groups} method/backbone recipes met their target on their mean gain over seeds")
         tail = "".join(f"- {line}\n" for line in notes)
         text = table(head, rows) + "\n" + summary_table + "\n" + tail
         return text, summary_table + "\n" + tail
     text = table(head, rows) + "\n" + "".join(f"- {line}\n" for line in notes)
     if not run.doc.get("sweep"):
         return text, text
-    # A sweep's README summary: per method and backbone, its runs and the best one (the table is in the report).
-    best: dict[tuple[str, str], list[dict]] = {}
-    for r in run.doc["results"]:
-        best.setdefault((r["method"], r["backbone"]), []).append(r)
+    # A sweep's README summary: per method and backbone, its variations and the best one on its
+    # mean over seeds (a variation run on one seed is not ranked above a steadier one by its luck
+    # alone: its one-seed mean is marked so). The table is in the report.
+    by_method: dict[tuple[str, str], list[tuple[str, list[dict]]]] = {}
+    for (method, _backbone, _batch, changes), group in groups.items():
+        by_method.setdefault((method, group[0]["backbone"]), []).append((changes, group))
     lines = []
-    for (method, backbone), group in best.items():
-        done = [r for r in group if r.get("gain_points") is not None]
-        top = max(done, key=lambda r: r["gain_points"]) if done else None
-        where = "" if top is None else recipe_changes(top, run)
-        seed = None if top is None else top.get("seed", 0)
-        shown = "—" if top is None else f"{top['gain_points']:+.1f} ({where or 'the recipe'}, seed {seed})"
-        lines.append(f"- {method} on {backbone}: {len(group)} run(s); best gain {shown}")
+    for (method, backbone), variations in by_method.items():
+        scored = [(v, _over_seeds(v[1])) for v in variations]
+        scored = [(v, stats) for v, stats in scored if stats[1] is not None]
+        runs = sum(len(g) for _c, g in variations)
+        shown = "—"
+        if scored:
+            (changes, group), (gains, mean, std, _f) = max(scored, key=lambda x: x[1][1])
+            seeds = ", ".join(str(row_seed(r, run.doc)) for r in group)
+            spread = f" ± {std:.1f}" if len(gains) > 1 else ""
+            over = f"seed{'s' * (len(group) > 1)} {seeds}"
+            shown = f"{mean:+.1f}{spread} over {over} ({changes or 'the recipe'})"
+        lines.append(f"- {method} on {backbone}: {len(variations)} variation(s), {runs} run(s); best mean gain {shown}")
+    n_var = sum(len(v) for v in by_method.values())
     summary = (
-        f"{len(run.doc['results'])} variations of the short-budget recipe, one row each in the report's table:\n\n"
-        + "\n".join(lines)
-        + "\n"
+        f"{len(run.doc['results'])} runs of {n_var} variations of the short-budget recipe, one row per run "
+        "in the report's table:\n\n" + "\n".join(lines) + "\n"
     )
     return text, summary
 

@@ -41,14 +41,15 @@ def test_quick_convergence_run_writes_a_valid_report_row(tmp_path, capsys):
     assert swept.variant == "sweep, quick" and [r["seed"] for r in swept.doc["results"]] == [0, 1]
     full, summary = tables.convergence(swept)
     assert "| simclr (lr=0.2) |" in full
-    assert "2 variations" in summary and "- simclr on resnet18_cifar: 2 run(s); best gain" in summary
+    assert "2 runs of 2 variations" in summary
+    assert "- simclr on resnet18_cifar: 2 variation(s), 2 run(s); best mean gain" in summary
     # a row trained for other epochs than its file's (an --epochs shard) says so, in both tables
     doc = json.loads(mpath.read_text())
     doc["results"][1]["epochs"] = 2
     doc["results"][1]["gain_points"] = 99.0
     full, summary = tables.convergence(validate(doc, mpath))
     assert "| simclr (lr=0.2, epochs=2) |" in full and "| simclr |" in full
-    assert "best gain +99.0 (lr=0.2, epochs=2, seed 1)" in summary
+    assert "best mean gain +99.0 over seed 1 (lr=0.2, epochs=2)" in summary
     from sslfast.report import plots
 
     assert plots.convergence(swept, tmp_path, "s") == []  # its table carries it: no 30-line legend
@@ -57,7 +58,8 @@ def test_quick_convergence_run_writes_a_valid_report_row(tmp_path, capsys):
     shard = json.loads(path.read_text())
     shard["env"]["git_sha"] = "0123abc"
     shards = [tmp_path / "s1.json", tmp_path / "s2.json"]
-    for s in shards:
+    for seed, s in enumerate(shards):
+        shard["results"][0]["seed"] = seed
         s.write_text(json.dumps(shard))
     assert main(["--merge", *map(str, shards), "--out", str(tmp_path / "m2")]) == 0
     (m2,) = (tmp_path / "m2").glob("convergence-*.json")
@@ -84,6 +86,9 @@ def test_schema_rejects_a_diverged_row_with_an_accuracy():
         validate(doc)
     row["knn_curve"] = [[1, 30.0], [2, 31.0]]
     validate(doc)
+    row["seed"] = None  # merge sorts rows by seed: a row says which, or leaves it to config.seed
+    with pytest.raises(ResultsError, match="seed"):
+        validate(doc)
 
 
 @pytest.mark.parametrize(
@@ -160,11 +165,12 @@ def test_seeds_must_be_positive(capsys):
     assert "--seeds must be at least 1, got 0" in capsys.readouterr().err
 
 
-def _row(method, seed, gain, target=5.0, diverged=False):
+def _row(method, seed, gain, target=5.0, diverged=False, batch_size=32):
     return dict(
         method=method,
         backbone="resnet18_cifar",
         epochs=3,
+        batch_size=batch_size,
         seed=seed,
         untrained_knn_top1=20.0,
         knn_curve=[] if diverged else [[1, 20.0 + gain]],
@@ -189,25 +195,75 @@ def test_several_seeds_are_judged_on_each_methods_mean_gain():
         _row("byol", 0, 7.0),
         _row("byol", 1, 1.0),  # mean 4.0: missed, though seed 0 alone meets it
         _row("barlow_twins", 0, 9.0),
-        _row("barlow_twins", 1, 0.0, diverged=True),  # a diverged seed fails the method
+        _row("barlow_twins", 1, 0.0, diverged=True),  # a diverged seed fails the method, and leaves no mean
+        _row("simclr", 0, 9.0),  # one seed of a cut-off run: no spread to show
     ]
     full, summary = tables.convergence(validate(_doc(rows)))
-    assert "| vicreg | resnet18_cifar | 0, 1, 2 | +6.0, +4.0, +8.0 | +6.0 ± 2.0 | 2 of 3 | ✓ (target ≥ 5.00) |" in full
-    assert "| byol | resnet18_cifar | 0, 1 | +7.0, +1.0 | +4.0 ± 4.2 | 1 of 2 | ✗ (target ≥ 5.00) |" in full
-    assert "| barlow_twins | resnet18_cifar | 0, 1 | +9.0, — | — | 1 of 2 | ✗ non-finite loss |" in full
-    assert "4 of 7 runs met their target" in full
-    assert "1 of 3 methods met their target on the mean gain over their seeds" in full
+    assert (
+        "| vicreg | resnet18_cifar | 32 | 0, 1, 2 | +6.0, +4.0, +8.0 | +6.0 ± 2.0 | 2 of 3 | ✓ (target ≥ 5.00) |"
+        in full
+    )
+    assert "| byol | resnet18_cifar | 32 | 0, 1 | +7.0, +1.0 | +4.0 ± 4.2 | 1 of 2 | ✗ (target ≥ 5.00) |" in full
+    assert "| barlow_twins | resnet18_cifar | 32 | 0, 1 | +9.0, — | — | 1 of 2 | ✗ non-finite loss |" in full
+    assert "| simclr | resnet18_cifar | 32 | 0 | +9.0 | +9.0 (one seed) | 1 of 1 | ✓ (target ≥ 5.00) |" in full
+    assert "5 of 8 runs met their target" in full
+    assert "2 of 4 method/backbone recipes met their target on their mean gain over seeds" in full
     # the README gets the per-method summary; the per-seed table stays in the report
-    assert "1 of 3 methods met" in summary and "| kNN after each epoch (%) |" not in summary
+    assert "2 of 4 method/backbone recipes" in summary and "| kNN after each epoch (%) |" not in summary
     # one seed per method: no summary, the per-run verdicts as before
     one, same = tables.convergence(validate(_doc(rows[:1] + rows[3:4])))
-    assert one == same and "on the mean gain" not in one and "2 of 2 runs met their target" in one
+    assert one == same and "on their mean gain" not in one and "2 of 2 runs met their target" in one
 
 
-def test_merging_seed_shards_records_every_seed(tmp_path):
+def test_only_seeds_of_one_recipe_are_averaged():
+    # two batch sizes of one method, one seed each (an older file merged from shards): two recipes,
+    # not two seeds of one; rows written before rows carried a seed take the file's
+    rows = [_row("barlow_twins", 0, -5.0), _row("barlow_twins", 0, -4.1, batch_size=64)]
+    for r in rows:
+        del r["seed"]
+    full, _ = tables.convergence(validate(_doc(rows, config={"epochs": 3, "seed": 2})))
+    assert "on their mean gain" not in full and "± " not in full
+    assert full.count("| barlow_twins | resnet18_cifar | 2 | 3 |") == 2
+
+
+def test_a_sweep_ranks_variations_by_their_mean_over_seeds():
+    rows = [
+        _row("byol", 0, 9.0) | {"overrides": {"lr": 0.3}},  # one lucky seed ...
+        _row("byol", 1, -3.0) | {"overrides": {"lr": 0.3}},  # ... of a variation whose mean is +3.0
+        _row("byol", 0, 4.0) | {"overrides": {"lr": 0.1}},
+        _row("byol", 1, 5.0) | {"overrides": {"lr": 0.1}},
+    ]
+    _, summary = tables.convergence(validate(_doc(rows, sweep=True)))
+    assert "4 runs of 2 variations" in summary
+    assert (
+        "- byol on resnet18_cifar: 2 variation(s), 4 run(s); best mean gain +4.5 ± 0.7 over seeds 0, 1 (lr=0.1)"
+        in summary
+    )
+
+
+def test_the_plot_names_a_diverged_seed_and_keeps_its_methods_entry(tmp_path, monkeypatch):
+    from sslfast.report import plots
+
+    figs = []
+    monkeypatch.setattr(plots, "_save", lambda fig, out, name: figs.append(fig) or [name])
+    rows = [_row("vicreg", 0, 0.0, diverged=True), _row("vicreg", 1, 6.0), _row("vicreg", 2, 7.0)]
+    run = validate(_doc(rows, config={"epochs": 3, "train_size": 320}))
+    assert plots.convergence(run, tmp_path, "c") == ["c-knn.png"]
+    (fig,) = figs
+    labels = [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+    # the diverged seed is named as such; the method's finite seeds keep one plain entry
+    assert labels == ["vicreg DIVERGED (seed 0)", "vicreg"]
+    assert "3 seeds, one line each" in fig._suptitle.get_text()
+
+
+def test_merging_seed_shards_records_every_seed_and_refuses_a_run_twice(tmp_path):
     paths = []
     for seed in (1, 0):
-        doc = _doc([_row("vicreg", seed, 6.0)], config={"epochs": 3, "seed": seed, "seeds": [seed]})
+        notes = [f"CIFAR-10: first 5000 training images, kNN (k=200) ... as the bank; one seed ({seed})"]
+        if seed == 1:
+            notes.append("incomplete: 0 of 2 runs finished when this was written")
+        config = {"epochs": 3, "seed": seed, "seeds": [seed], "train_size": 5000, "test_size": 1000}
+        doc = _doc([_row("vicreg", seed, 6.0)], config=config, notes=notes)
         paths.append(tmp_path / f"s{seed}.json")
         paths[-1].write_text(json.dumps(doc))
     assert main(["--merge", *map(str, paths), "--out", str(tmp_path / "m")]) == 0
@@ -215,3 +271,9 @@ def test_merging_seed_shards_records_every_seed(tmp_path):
     doc = json.loads(merged.read_text())
     assert [r["seed"] for r in doc["results"]] == [0, 1]
     assert doc["config"]["seed"] == 0 and doc["config"]["seeds"] == [0, 1]
+    assert doc["notes"][0].endswith("training images as the bank; seeds 0 to 1")  # not shard 1's "one seed (1)"
+    assert not any("one seed" in n for n in doc["notes"])
+    assert "s1.json: incomplete: 0 of 2 runs finished when this was written" in doc["notes"]
+    # the same run twice (a shard given twice) would count twice in the mean: refused
+    with pytest.raises(SystemExit, match=r"vicreg on resnet18_cifar seed 1 \(the recipe\) is in both .*s1.json"):
+        main(["--merge", str(paths[0]), str(paths[0]), "--out", str(tmp_path / "m3")])
