@@ -148,10 +148,9 @@ def seed_list(args) -> list[int]:
     return list(range(args.seed, args.seed + args.seeds))
 
 
-def run_config(method: str, backbone: dict, args, out: Path, seed: int | None = None):
-    """The ``TrainConfig`` of one convergence run (``seed``: default ``--seed``)."""
-    from sslfast.train.config import TrainConfig
-
+def recipe_for(method: str, backbone: dict, args) -> dict:
+    """The TrainConfig fields one run takes beyond the method's own defaults: its short-budget
+    recipe, ``--batch-size`` and ``--set`` (each results row records it as ``recipe``)."""
     recipe = dict(SHORT_BUDGET.get(method, SHORT_DEFAULT))
     if backbone["backbone"] == SMALL_VIT["backbone"]:
         recipe.update(SHORT_BUDGET_VIT.get(method, {}))
@@ -164,6 +163,13 @@ def run_config(method: str, backbone: dict, args, out: Path, seed: int | None = 
         if method == "emp_ssl":
             recipe["num_views"] = 2
             recipe["batch_size"] = args.batch_size or 32
+    return recipe
+
+
+def run_config(method: str, backbone: dict, args, out: Path, seed: int | None = None):
+    """The ``TrainConfig`` of one convergence run (``seed``: default ``--seed``)."""
+    from sslfast.train.config import TrainConfig
+
     return TrainConfig(
         method=method,
         data="cifar10",
@@ -180,7 +186,7 @@ def run_config(method: str, backbone: dict, args, out: Path, seed: int | None = 
         device=args.device,
         out=str(out),
         **backbone,
-        **recipe,
+        **recipe_for(method, backbone, args),
     ).validate()
 
 
@@ -248,6 +254,8 @@ def one_run(method: str, backbone: dict, args, runs_dir: Path, seed: int | None 
         "loss_kwargs": spec.loss_kwargs,
         "momentum": list(spec.momentum) if spec.momentum else None,
         "overrides": dict(args.overrides),  # --set: changes from the short-budget recipe
+        # the whole recipe as it ran: a sweep's --set is relative to SHORT_BUDGET at the time
+        "recipe": recipe_for(method, backbone, args),
         "seed": cfg.seed,
         "untrained_knn_top1": floor,
         "knn_curve": knn,
@@ -372,7 +380,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 # What makes two rows the same run (a merge refuses it twice): everything but the measurements.
-RUN_IDENTITY = ("method", "backbone", "backbone_kwargs", "epochs", "batch_size", "overrides", "seed")
+RUN_IDENTITY = ("method", "backbone", "backbone_kwargs", "epochs", "batch_size", "overrides", "recipe", "seed")
 
 
 def data_note(train_size: int, test_size: int, seeds: list[int]) -> str:
@@ -394,7 +402,7 @@ def merge(paths: list[str], out: str | None, extra_notes: list[str] = (), sweep:
     """One results file from the rows of several (shards run side by side on one machine).
     ``sweep``: the rows are variations of the recipe (their ``overrides``), kept apart from the
     benchmark proper in the report (``Run.variant``)."""
-    from sslfast.report.schema import load, row_seed
+    from sslfast.report.schema import MIXED_SHA, load, row_seed
     from sslfast.report.tables import recipe_changes
     from sslfast.train.methods import METHODS
 
@@ -446,8 +454,9 @@ def merge(paths: list[str], out: str | None, extra_notes: list[str] = (), sweep:
         payload["config"] = {**payload["config"], "seed": seeds[0] if seeds else 0, "seeds": seeds}
     if sweep:
         payload["sweep"] = True
-    # the report's commit column: the code the shards ran when they agree (else see shard_git_shas)
-    env = {"git_sha": shas[0]} if len(shas) == 1 else None
+    # the report's commit column: the code the shards ran, or "mixed" (then see shard_git_shas);
+    # never the merging process's own commit
+    env = {"git_sha": shas[0] if len(shas) == 1 else MIXED_SHA}
     return write_results("convergence", payload, out, env_overrides=env)
 
 

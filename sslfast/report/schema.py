@@ -44,7 +44,8 @@ torch: str, triton: str|null, git_sha: str|null, timestamp: ISO 8601 str``.
   ``final_knn_top1: num|null`` (null for a diverged run), ``gain_points?: num|null,
   target_gain_points?: num, all_losses_finite: bool, diverged: bool, error?: str|null,
   loss_curve?: [[step, loss], ...], views_seen?: int, train_seconds?: num, seed?: int`` (rows
-  written before rows carried their seed: ``config.seed``, else 0); ``config.seeds?: [int]``.
+  written before rows carried their seed: ``config.seed``, else 0), ``recipe?: {...}`` (the
+  TrainConfig fields the run took beyond the method's defaults); ``config.seeds?: [int]``.
   Rows of one recipe with several seeds are judged on their mean gain.
 - ``gate`` (sslfast bench gate: the static sm_90a compile gate, or its GPU twin with ``--launch``),
   top ``quick: bool, target: "sm_90a"|"launch", mode?: str, summary: {...}, known_failures?:
@@ -178,6 +179,7 @@ CONVERGENCE_ROW = {
     "views_seen?": "int",
     "train_seconds?": "num",
     "seed?": "int",
+    "recipe?": "dict",
 }
 
 
@@ -242,6 +244,8 @@ class Run:
     @property
     def commit(self) -> str:
         sha = self.env.get("git_sha") or "unknown"
+        if sha == MIXED_SHA:
+            return "mixed: see shard_git_shas"
         return sha[:7] + ("-dirty" if sha.endswith("-dirty") else "")
 
     @property
@@ -452,6 +456,10 @@ def slug(text: str) -> str:
 def loss_size(row: dict) -> str:
     """The size label of a ``losses`` row, e.g. ``N=256×D=2048``, ``V=8×B=64×D=256`` or ``B=256×K=4096×D=128``."""
     return "×".join(f"{k}={row[k]}" for k in ("V", "B", "N", "K", "D") if k in row)
+
+
+# env.git_sha of a file merged from shards that ran different commits (listed in shard_git_shas)
+MIXED_SHA = "mixed"
 
 
 def row_seed(row: dict, doc: dict) -> int:

@@ -394,12 +394,19 @@ def convergence_verdict(row: dict) -> str:
 
 def recipe_changes(row: dict, run: Run) -> str:
     """A row's departures from its file's recipe: its --set overrides, and its epochs when they
-    differ from the file's (an --epochs shard merged into a sweep)."""
+    differ from the file's (an --epochs shard merged into a sweep). A sweep's rows that record
+    their whole recipe also name it after "on": the short-budget recipe that a --set is relative
+    to has changed between sweeps (older rows record only their --set)."""
     changes = dict(row.get("overrides") or {})
     epochs = (run.doc.get("config") or {}).get("epochs")
     if epochs is not None and row.get("epochs") != epochs:
         changes["epochs"] = row.get("epochs")
-    return ", ".join(f"{k}={v}" for k, v in changes.items())
+    text = ", ".join(f"{k}={v}" for k, v in changes.items())
+    recipe = row.get("recipe") if run.doc.get("sweep") else None
+    if recipe:
+        base = ", ".join(f"{k}={v}" for k, v in recipe.items() if k not in changes)
+        text = "; ".join(x for x in (text, f"on {base}" if base else "") if x)
+    return text
 
 
 def convergence_groups(run: Run) -> dict[tuple, list[dict]]:

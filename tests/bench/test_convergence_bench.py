@@ -40,7 +40,8 @@ def test_quick_convergence_run_writes_a_valid_report_row(tmp_path, capsys):
     swept = validate(json.loads(mpath.read_text()), mpath)
     assert swept.variant == "sweep, quick" and [r["seed"] for r in swept.doc["results"]] == [0, 1]
     full, summary = tables.convergence(swept)
-    assert "| simclr (lr=0.2) |" in full
+    # a sweep row names its --set, then the whole recipe it was relative to (which changes over time)
+    assert "| simclr (lr=0.2; on batch_size=32, warmup_epochs=1, proj_hidden=[64], proj_out=32) |" in full
     assert "2 runs of 2 variations" in summary
     assert "- simclr on resnet18_cifar: 2 variation(s), 2 run(s); best mean gain" in summary
     # a row trained for other epochs than its file's (an --epochs shard) says so, in both tables
@@ -48,8 +49,8 @@ def test_quick_convergence_run_writes_a_valid_report_row(tmp_path, capsys):
     doc["results"][1]["epochs"] = 2
     doc["results"][1]["gain_points"] = 99.0
     full, summary = tables.convergence(validate(doc, mpath))
-    assert "| simclr (lr=0.2, epochs=2) |" in full and "| simclr |" in full
-    assert "best mean gain +99.0 over seed 1 (lr=0.2, epochs=2)" in summary
+    assert "| simclr (lr=0.2, epochs=2; on batch_size=32, " in full and "| simclr (on batch_size=32, " in full
+    assert "best mean gain +99.0 over seed 1 (lr=0.2, epochs=2; on batch_size=32, " in summary
     from sslfast.report import plots
 
     assert plots.convergence(swept, tmp_path, "s") == []  # its table carries it: no 30-line legend
@@ -65,6 +66,14 @@ def test_quick_convergence_run_writes_a_valid_report_row(tmp_path, capsys):
     (m2,) = (tmp_path / "m2").glob("convergence-*.json")
     doc = json.loads(m2.read_text())
     assert doc["env"]["git_sha"] == "0123abc" and doc["shard_git_shas"] == ["0123abc"]
+    # shards of different commits: "mixed", not the merging process's commit
+    shard["env"]["git_sha"] = "4567def"
+    shard["results"][0]["seed"] = 2
+    shards[1].write_text(json.dumps(shard))
+    assert main(["--merge", *map(str, shards), "--out", str(tmp_path / "m4")]) == 0
+    (m4,) = (tmp_path / "m4").glob("convergence-*.json")
+    mixed = validate(json.loads(m4.read_text()), m4)
+    assert mixed.doc["shard_git_shas"] == ["0123abc", "4567def"] and mixed.commit == "mixed: see shard_git_shas"
     with pytest.raises(SystemExit):
         main(["--sweep"])
 
@@ -274,6 +283,12 @@ def test_merging_seed_shards_records_every_seed_and_refuses_a_run_twice(tmp_path
     assert doc["notes"][0].endswith("training images as the bank; seeds 0 to 1")  # not shard 1's "one seed (1)"
     assert not any("one seed" in n for n in doc["notes"])
     assert "s1.json: incomplete: 0 of 2 runs finished when this was written" in doc["notes"]
+    # the same --set and seed on another recipe (SHORT_BUDGET changed between sweeps) is another run
+    for i, proj_out in enumerate((2048, 128)):
+        doc = json.loads(paths[1].read_text())
+        doc["results"][0]["recipe"] = {"proj_out": proj_out}
+        (tmp_path / f"r{i}.json").write_text(json.dumps(doc))
+    assert main(["--merge", str(tmp_path / "r0.json"), str(tmp_path / "r1.json"), "--out", str(tmp_path / "r")]) == 0
     # the same run twice (a shard given twice) would count twice in the mean: refused
     with pytest.raises(SystemExit, match=r"vicreg on resnet18_cifar seed 1 \(the recipe\) is in both .*s1.json"):
         main(["--merge", str(paths[0]), str(paths[0]), "--out", str(tmp_path / "m3")])
