@@ -446,7 +446,8 @@ def merge(paths: list[str], out: str | None, extra_notes: list[str] = (), sweep:
         f"({', '.join(Path(p).name for p in paths)}): train_seconds share the CPU"
     )
     notes += list(extra_notes)
-    shas = sorted({r.env.get("git_sha") for r in runs}, key=str)
+    # a merged file given again (a sweep grown by new shards) brings its own shards' commits
+    shas = sorted({sha for r in runs for sha in r.doc.get("shard_git_shas") or [r.env.get("git_sha")]}, key=str)
     payload = {k: v for k, v in first.items() if k not in ("benchmark", "env", "results", "notes")}
     payload.update(notes=notes, results=rows, shard_git_shas=shas)
     if isinstance(payload.get("config"), dict):  # the shards' seeds, not the first shard's

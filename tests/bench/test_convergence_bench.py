@@ -74,6 +74,13 @@ def test_quick_convergence_run_writes_a_valid_report_row(tmp_path, capsys):
     (m4,) = (tmp_path / "m4").glob("convergence-*.json")
     mixed = validate(json.loads(m4.read_text()), m4)
     assert mixed.doc["shard_git_shas"] == ["0123abc", "4567def"] and mixed.commit == "mixed: see shard_git_shas"
+    # merged again with a new shard, it keeps its shards' commits (not its own "mixed")
+    shard["env"]["git_sha"] = "89abcde"
+    shard["results"][0]["seed"] = 3
+    shards[1].write_text(json.dumps(shard))
+    assert main(["--merge", str(m4), str(shards[1]), "--out", str(tmp_path / "m5")]) == 0
+    (m5,) = (tmp_path / "m5").glob("convergence-*.json")
+    assert json.loads(m5.read_text())["shard_git_shas"] == ["0123abc", "4567def", "89abcde"]
     with pytest.raises(SystemExit):
         main(["--sweep"])
 
