@@ -541,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             gain = "—" if row["gain_points"] is None else f"{row['gain_points']:+.1f}"
             print(
-                f"{row['method']:12s} {row['backbone']:14s} seed {row['seed']}  "
+                f"[{len(rows)}/{len(todo)}] {row['method']:12s} {row['backbone']:14s} seed {row['seed']}  "
                 f"untrained {row['untrained_knn_top1']:5.1f}  "
                 f"kNN {[round(a, 1) for _, a in row['knn_curve']]}  gain {gain}  "
                 f"{'DIVERGED ' if row['diverged'] else ''}{row['train_seconds']:.0f} s",

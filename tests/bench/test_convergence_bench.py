@@ -29,6 +29,7 @@ def test_quick_convergence_run_writes_a_valid_report_row(tmp_path, capsys):
     full, _ = tables.convergence(run)
     assert "| simclr |" in full and "of 1 runs met their target" in full
     assert row["seed"] == 0 and run.variant == "quick"
+    assert "[1/1] simclr " in capsys.readouterr().err  # progress: run i of all
 
     # A sweep: recipe variations (--set) merged into one file that does not supersede the benchmark
     out2 = tmp_path / "var"
