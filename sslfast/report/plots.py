@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 
 from .schema import ReportError, Run, row_seed
-from .tables import AUGMENT_PATHS, epoch_pairs, loss_elements, recipe_changes, tta_groups, tta_thresholds
+from .tables import AUGMENT_PATHS, convergence_groups, epoch_pairs, loss_elements, tta_groups, tta_thresholds
 
 PNG_META = {"Software": None}  # no version string in the file: the same data gives the same bytes
 
@@ -197,11 +197,13 @@ def tta(run: Run, out: Path, stem: str) -> list[str]:
 
 
 def convergence(run: Run, out: Path, stem: str) -> list[str]:
-    """kNN top-1 after each epoch per run and seed (epoch 0 = the untrained network), one panel per
-    backbone, and below it each run's training loss scaled to [0, 1] (the losses differ in size
-    and sign). Runs with ``--set`` overrides are dashed and named with them; a diverged run's
-    losses stop at its last finite one. A sweep (dozens of variations) gets no plot: its table
-    carries it."""
+    """Per recipe, one panel per backbone: the kNN gain over the untrained network after each
+    epoch (epoch 0: the untrained network, gain 0; the target dotted), the mean over its seeds with
+    their range shaded (the untrained floor differs per seed, so gains are comparable where
+    accuracies are not); below it the training loss scaled to [0, 1] per run (the losses differ
+    in size and sign), averaged over the seeds. Runs with ``--set`` overrides are dashed and named
+    with them; a diverged seed is drawn and named on its own, its losses stopping at its last finite
+    one. A sweep (dozens of variations) gets no plot: its table carries it."""
     if run.doc.get("sweep"):
         return []
     rows = run.doc["results"]
@@ -213,37 +215,65 @@ def convergence(run: Run, out: Path, stem: str) -> list[str]:
     images = (run.doc.get("config") or {}).get("train_size")  # whole batches per epoch
     fig = _figure(6.5 * len(backbones), 8)
     n_seeds = len({row_seed(r, run.doc) for r in rows})
-    seeds = "one seed" if n_seeds == 1 else f"{n_seeds} seeds, one line each"
-    fig.suptitle(_title(run, f"convergence: kNN top-1 per epoch and training loss ({seeds})"), fontsize=9)
+    seeds = "one seed" if n_seeds == 1 else f"mean over {n_seeds} seeds, their range shaded"
+    fig.suptitle(_title(run, f"convergence: kNN gain per epoch and training loss ({seeds})"), fontsize=9)
+    targets = sorted({r["target_gain_points"] for r in rows if r.get("target_gain_points") is not None})
     for i, backbone in enumerate(backbones):
         acc_ax = fig.add_subplot(2, len(backbones), i + 1)
         loss_ax = fig.add_subplot(2, len(backbones), len(backbones) + i + 1)
-        named = set()  # a method's seeds share its colour and one legend entry
-        for r in (x for x in rows if x["backbone"] == backbone):
-            color = colors[r["method"]]  # a method's override runs share its colour, dashed
-            changes = recipe_changes(r, run)
-            name = r["method"] + (f" ({changes})" if changes else "")
-            if r["diverged"]:  # every diverged run is named, with its seed; the others once per recipe
+        for target in targets:
+            acc_ax.axhline(target, color="0.6", ls=":", lw=0.8)
+        acc_ax.axhline(0, color="0.3", lw=0.6)
+        for (method, _b, _batch, changes), group in convergence_groups(run).items():
+            if group[0]["backbone"] != backbone:
+                continue
+            name = method + (f" ({changes})" if changes else "")
+            style = dict(color=colors[method], ls="--" if changes else "-", lw=1.2)
+            finite = [r for r in group if not r["diverged"]]
+            for r in (r for r in group if r["diverged"]):  # each diverged seed on its own, named
                 label = f"{name} DIVERGED (seed {row_seed(r, run.doc)})"
-            else:
-                label = None if name in named else name
-                named.add(name)
-            style = dict(color=color, ls="--" if changes else "-", lw=1.2)
-            pts = [(0, r["untrained_knn_top1"])] + [(e, a) for e, a in r["knn_curve"]]
-            acc_ax.plot(*zip(*pts, strict=True), marker="o", ms=3, label=label, **style)
-            per_epoch = images // r["batch_size"] if images and r.get("batch_size") else 0
-            losses = [(s / per_epoch if per_epoch else s, v) for s, v in r.get("loss_curve", []) if math.isfinite(v)]
-            if len(losses) > 1:
-                lo, hi = min(v for _, v in losses), max(v for _, v in losses)
-                scaled = [(s, (v - lo) / (hi - lo) if hi > lo else 0.0) for s, v in losses]
-                loss_ax.plot(*zip(*scaled, strict=True), **style)
+                acc_ax.plot(*zip(*_gains(r), strict=True), marker="x", ms=4, label=label, **style)
+                _plot_loss(loss_ax, [r], images, style)
+            if not finite:
+                continue
+            curves = [dict(_gains(r)) for r in finite]
+            epochs = sorted(set.intersection(*(set(c) for c in curves)))
+            per_epoch = [[c[e] for c in curves] for e in epochs]
+            label = name + (f" ({len(finite)} seeds)" if len(finite) > 1 else "")
+            acc_ax.plot(epochs, [sum(v) / len(v) for v in per_epoch], marker="o", ms=3, label=label, **style)
+            if len(finite) > 1:
+                lo, hi = [min(v) for v in per_epoch], [max(v) for v in per_epoch]
+                acc_ax.fill_between(epochs, lo, hi, color=style["color"], alpha=0.12, lw=0)
+            _plot_loss(loss_ax, finite, images, style)
         acc_ax.set_xlabel("epoch (0: untrained)", fontsize=8)
-        acc_ax.set_ylabel("kNN top-1 %", fontsize=8)
+        acc_ax.set_ylabel("kNN top-1 gain over the untrained network (points)", fontsize=8)
         acc_ax.set_title(backbone, fontsize=9)
         _legend(acc_ax, 6)
         loss_ax.set_xlabel("epoch" if images else "step", fontsize=8)
         loss_ax.set_ylabel("training loss, scaled to [0, 1] per run", fontsize=8)
     return _save(fig, out, f"{stem}-knn.png")
+
+
+def _gains(row: dict) -> list[tuple[float, float]]:
+    """(epoch, kNN gain over the untrained network), from (0, 0)."""
+    floor = row["untrained_knn_top1"]
+    return [(0, 0.0)] + [(e, a - floor) for e, a in row["knn_curve"]]
+
+
+def _plot_loss(ax, group: list[dict], images: int | None, style: dict) -> None:
+    """The runs' losses, each scaled to [0, 1] (finite values only), averaged over the runs at
+    the steps they share, against epochs (steps without ``images``)."""
+    scaled = []
+    for r in group:
+        per_epoch = images // r["batch_size"] if images and r.get("batch_size") else 0
+        losses = [(s / per_epoch if per_epoch else s, v) for s, v in r.get("loss_curve", []) if math.isfinite(v)]
+        if len(losses) > 1:
+            lo, hi = min(v for _, v in losses), max(v for _, v in losses)
+            scaled.append({s: (v - lo) / (hi - lo) if hi > lo else 0.0 for s, v in losses})
+    if not scaled:
+        return
+    steps = sorted(set.intersection(*(set(c) for c in scaled)))
+    ax.plot(steps, [sum(c[s] for c in scaled) / len(scaled) for s in steps], **style)
 
 
 def gate(run, out, stem) -> list[str]:

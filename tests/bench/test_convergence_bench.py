@@ -268,9 +268,12 @@ def test_the_plot_names_a_diverged_seed_and_keeps_its_methods_entry(tmp_path, mo
     assert plots.convergence(run, tmp_path, "c") == ["c-knn.png"]
     (fig,) = figs
     labels = [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
-    # the diverged seed is named as such; the method's finite seeds keep one plain entry
-    assert labels == ["vicreg DIVERGED (seed 0)", "vicreg"]
-    assert "3 seeds, one line each" in fig._suptitle.get_text()
+    # the diverged seed is named as such; the method's finite seeds keep one entry, their mean
+    assert labels == ["vicreg DIVERGED (seed 0)", "vicreg (2 seeds)"]
+    assert "mean over 3 seeds" in fig._suptitle.get_text()
+    acc_ax = fig.axes[0]
+    mean = next(line for line in acc_ax.get_lines() if line.get_label() == "vicreg (2 seeds)")
+    assert list(mean.get_xdata()) == [0, 1] and list(mean.get_ydata()) == [0.0, 6.5]  # gains 6 and 7
 
 
 def test_merging_seed_shards_records_every_seed_and_refuses_a_run_twice(tmp_path):
