@@ -531,6 +531,10 @@ def convergence(run: Run) -> tuple[str, str]:
     for (method, backbone), variations in by_method.items():
         scored = [(v, _over_seeds(v[1])) for v in variations]
         scored = [(v, stats) for v, stats in scored if stats[1] is not None]
+        # ranked within the file's budget when it has such runs: a 10-epoch run is not a better recipe
+        budget = (run.doc.get("config") or {}).get("epochs")
+        in_budget = [(v, stats) for v, stats in scored if v[1][0].get("epochs") == budget]
+        scored = in_budget or scored
         runs = sum(len(g) for _c, g in variations)
         shown = "—"
         if scored:
@@ -541,9 +545,13 @@ def convergence(run: Run) -> tuple[str, str]:
             shown = f"{mean:+.1f}{spread} over {over} ({changes or 'the recipe'})"
         lines.append(f"- {method} on {backbone}: {len(variations)} variation(s), {runs} run(s); best mean gain {shown}")
     n_var = sum(len(v) for v in by_method.values())
+    budget = (run.doc.get("config") or {}).get("epochs")
+    within = f" (the best among those of {budget} epochs where there are such)" if budget else ""
     summary = (
         f"{len(run.doc['results'])} runs of {n_var} variations of the short-budget recipe, one row per run "
-        "in the report's table:\n\n" + "\n".join(lines) + "\n"
+        f"in the report's table; per method its best variation on the mean over its seeds{within}:\n\n"
+        + "\n".join(lines)
+        + "\n"
     )
     return text, summary
 

@@ -51,6 +51,11 @@ def test_quick_convergence_run_writes_a_valid_report_row(tmp_path, capsys):
     doc["results"][1]["gain_points"] = 99.0
     full, summary = tables.convergence(validate(doc, mpath))
     assert "| simclr (lr=0.2, epochs=2; on batch_size=32, " in full and "| simclr (on batch_size=32, " in full
+    # ... and is not ranked above the runs of the file's budget
+    first = f"best mean gain {doc['results'][0]['gain_points']:+.1f} over seed 0 (on batch_size=32, "
+    assert "best mean gain +99.0" not in summary and first in summary
+    doc["results"][0]["epochs"] = 5  # no run in the budget: all are ranked
+    _, summary = tables.convergence(validate(doc, mpath))
     assert "best mean gain +99.0 over seed 1 (lr=0.2, epochs=2; on batch_size=32, " in summary
     from sslfast.report import plots
 
