@@ -522,8 +522,8 @@ def convergence(run: Run) -> tuple[str, str]:
     if not run.doc.get("sweep"):
         return text, text
     # A sweep's README summary: per method and backbone, its variations and the best one on its
-    # mean over seeds (a variation run on one seed is not ranked above a steadier one by its luck
-    # alone: its one-seed mean is marked so). The table is in the report.
+    # mean over seeds; the seeds it ran on are named (one seed: no spread shown). The table is in
+    # the report.
     by_method: dict[tuple[str, str], list[tuple[str, list[dict]]]] = {}
     for (method, _backbone, _batch, changes), group in groups.items():
         by_method.setdefault((method, group[0]["backbone"]), []).append((changes, group))
