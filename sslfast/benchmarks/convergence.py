@@ -39,6 +39,7 @@ import os
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 from .common import write_results
@@ -97,7 +98,7 @@ SMALL_VIT = dict(backbone="vit_tiny", patch_size=4, vit_depth=4, vit_dim=96)
 # unless noted) found no recipe reaching +5 for these. BYOL with AdamW (lr 0.016 at the reference
 # batch 256: 2e-3 at 32; weight decay 0.05, as the ViT recipe) gains +1.9, +1.9, +0.4 on seeds 0-2,
 # above LARS on every seed and above the untrained network on every seed: BYOL's short recipe
-# (lr 1e-3 +1.1, 4e-3 -1.0; LARS with momentum 0.9 +0.2). SimSiam AdamW -1.8, LARS -1.4, 2x rate
+# (AdamW lr 1e-3 +1.1, 4e-3 -1.0; under LARS, teacher momentum 0.9 gave +0.2). SimSiam AdamW -1.8, LARS -1.4, 2x rate
 # -1.4; Barlow Twins AdamW +0.7, D 64 +0.6, lr 0.6 -1.0, lambda 0.02 / 0.04 -3.5 / -3.5.
 SHORT_DEFAULT = dict(batch_size=32, warmup_epochs=1)
 SHORT_BUDGET: dict[str, dict] = {
@@ -389,10 +390,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-# What makes two rows the same run (a merge refuses it twice): everything but the measurements.
-RUN_IDENTITY = ("method", "backbone", "backbone_kwargs", "epochs", "batch_size", "overrides", "recipe", "seed")
-
-
 def data_note(train_size: int, test_size: int, seeds: list[int]) -> str:
     """The results' note on the data, the kNN protocol and the seeds."""
     seeds = sorted(set(seeds))
@@ -413,7 +410,7 @@ def merge(paths: list[str], out: str | None, extra_notes: list[str] = (), sweep:
     ``sweep``: the rows are variations of the recipe (their ``overrides``), kept apart from the
     benchmark proper in the report (``Run.variant``)."""
     from sslfast.report.schema import MIXED_SHA, load, row_seed
-    from sslfast.report.tables import recipe_changes
+    from sslfast.report.tables import recipe_changes, recipe_key
     from sslfast.train.methods import METHODS
 
     runs = [load(p) for p in paths]
@@ -425,15 +422,34 @@ def merge(paths: list[str], out: str | None, extra_notes: list[str] = (), sweep:
         for row in r.doc["results"]:
             row["seed"] = row_seed(row, r.doc)
     seen: dict[str, str] = {}
+    unrecorded: dict[str, tuple[bool, str]] = {}
+
+    def refuse(row: dict, r, why: str) -> SystemExit:
+        what = recipe_changes(row, r) or "the recipe"
+        where = f"{row['method']} on {row['backbone']} seed {row['seed']} ({what})"
+        return SystemExit(f"sslfast bench convergence: error: {where} {why}")
+
     for r in runs:  # the same run twice (a shard given twice) would count twice in a mean
         for row in r.doc["results"]:
-            key = json.dumps({k: row.get(k) for k in RUN_IDENTITY}, sort_keys=True)
+            key = f"{recipe_key(row)} seed {row['seed']}"
             if key in seen:
-                raise SystemExit(
-                    f"sslfast bench convergence: error: {row['method']} on {row['backbone']} seed {row['seed']} "
-                    f"({recipe_changes(row, r) or 'the recipe'}) is in both {seen[key]} and {r.path}"
-                )
+                raise refuse(row, r, f"is in both {seen[key]} and {r.path}")
             seen[key] = str(r.path)
+            # a benchmark's seeds must be of one recipe: a row that does not record its recipe cannot
+            # be told from one that does with the same --set (a sweep keeps both, labelled apart)
+            loose = json.dumps(
+                {k: row.get(k) for k in ("method", "backbone", "backbone_kwargs", "epochs", "batch_size", "overrides")},
+                sort_keys=True,
+            )
+            has = row.get("recipe") is not None
+            if not sweep and unrecorded.setdefault(loose, (has, str(r.path)))[0] != has:
+                other = unrecorded[loose][1]
+                raise refuse(
+                    row,
+                    r,
+                    f"records its recipe in one of {other} and {r.path} but not in the other: "
+                    "they may be different recipes; rerun the older shard, or merge them as a --sweep",
+                )
     rows = sorted(
         (row for r in runs for row in r.doc["results"]),
         key=lambda row: (
@@ -457,12 +473,16 @@ def merge(paths: list[str], out: str | None, extra_notes: list[str] = (), sweep:
     )
     notes += list(extra_notes)
     # a merged file given again (a sweep grown by new shards) brings its own shards' commits
-    shas = sorted({sha for r in runs for sha in r.doc.get("shard_git_shas") or [r.env.get("git_sha")]}, key=str)
+    shas = {sha for r in runs for sha in r.doc.get("shard_git_shas") or [r.env.get("git_sha")]}
+    shas = sorted(shas - {MIXED_SHA}, key=str)
     payload = {k: v for k, v in first.items() if k not in ("benchmark", "env", "results", "notes")}
     payload.update(notes=notes, results=rows, shard_git_shas=shas)
-    if isinstance(payload.get("config"), dict):  # the shards' seeds, not the first shard's
+    if isinstance(payload.get("config"), dict):  # the shards' seeds and budget, not the first shard's
         seeds = sorted({row["seed"] for row in rows})
+        epochs = Counter(row["epochs"] for row in rows).most_common(1)
         payload["config"] = {**payload["config"], "seed": seeds[0] if seeds else 0, "seeds": seeds}
+        if epochs:  # the budget most rows ran: other rows are labelled with their epochs
+            payload["config"]["epochs"] = epochs[0][0]
     if sweep:
         payload["sweep"] = True
     # the report's commit column: the code the shards ran, or "mixed" (then see shard_git_shas);

@@ -273,6 +273,10 @@ def _plot_loss(ax, group: list[dict], images: int | None, style: dict) -> None:
     if not scaled:
         return
     steps = sorted(set.intersection(*(set(c) for c in scaled)))
+    if not steps:  # no logged step in common (another --log-every): each run on its own
+        for c in scaled:
+            ax.plot(list(c), list(c.values()), **style)
+        return
     ax.plot(steps, [sum(c[s] for c in scaled) / len(scaled) for s in steps], **style)
 
 

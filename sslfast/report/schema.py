@@ -8,7 +8,9 @@ have the stated types.
 Schema (what the report reads; other keys are allowed; ``?`` = optional; ``num`` = int or float)
 Every kind: ``{"benchmark": str, "env": {...}, "results": [...]}`` with env (written by
 ``sslfast.env.collect``) holding at least ``device: str, device_type: str ("cuda" = GPU),
-torch: str, triton: str|null, git_sha: str|null, timestamp: ISO 8601 str``.
+torch: str, triton: str|null, git_sha: str|null, timestamp: ISO 8601 str``. A file merged from
+shards (``sslfast bench convergence --merge``) has ``shard_git_shas: [str|null]`` at the top and
+the shards' commit as ``git_sha``, or ``"mixed"`` when they differ.
 
 - ``losses`` (sslfast bench losses), top ``quick?: bool, dtype?: str, notes?: [str]``; row:
   ``loss: str, impl: str, mode: str, N?/D?/V?/B?: int`` (at least one), then either

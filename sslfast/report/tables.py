@@ -8,6 +8,7 @@ none is ever formed across two files.
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 
@@ -392,32 +393,73 @@ def convergence_verdict(row: dict) -> str:
     return f"{'✓' if gain >= target else '✗'} (target ≥ {num(target)})"
 
 
+def recipe_key(row: dict) -> str:
+    """What a convergence row ran, all but its seed: rows with equal keys are seeds of one recipe.
+    Rows that record their whole ``recipe`` are keyed by it (a --set on one day's SHORT_BUDGET and
+    the same values as a later default are one recipe); older rows by their --set overrides."""
+    what = {"recipe": row["recipe"]} if row.get("recipe") is not None else {"overrides": row.get("overrides") or {}}
+    fields = ("method", "backbone", "backbone_kwargs", "epochs", "batch_size")
+    return json.dumps({**{k: row.get(k) for k in fields}, **what}, sort_keys=True, default=str)
+
+
 def recipe_changes(row: dict, run: Run) -> str:
     """A row's departures from its file's recipe: its --set overrides, and its epochs when they
-    differ from the file's (an --epochs shard merged into a sweep). A sweep's rows that record
-    their whole recipe also name it after "on": the short-budget recipe that a --set is relative
-    to has changed between sweeps (older rows record only their --set)."""
+    differ from the file's (an --epochs shard merged into a sweep)."""
     changes = dict(row.get("overrides") or {})
     epochs = (run.doc.get("config") or {}).get("epochs")
     if epochs is not None and row.get("epochs") != epochs:
         changes["epochs"] = row.get("epochs")
-    text = ", ".join(f"{k}={v}" for k, v in changes.items())
-    recipe = row.get("recipe") if run.doc.get("sweep") else None
-    if recipe:
-        base = ", ".join(f"{k}={v}" for k, v in recipe.items() if k not in changes)
-        text = "; ".join(x for x in (text, f"on {base}" if base else "") if x)
-    return text
+    return ", ".join(f"{k}={v}" for k, v in changes.items())
+
+
+def recipe_text(row: dict, run: Run) -> str:
+    """The whole recipe a row ran (sorted fields, its epochs when not the file's), or its
+    --set overrides with "recipe not recorded" for rows older than the ``recipe`` field: their
+    --set was relative to the short-budget recipe of their day."""
+    if row.get("recipe") is None:
+        return "; ".join(x for x in (recipe_changes(row, run), "recipe not recorded") if x)
+    fields = dict(sorted(row["recipe"].items()))
+    epochs = (run.doc.get("config") or {}).get("epochs")
+    if epochs is not None and row.get("epochs") != epochs:
+        fields["epochs"] = row.get("epochs")
+    return ", ".join(f"{k}={v}" for k, v in fields.items())
+
+
+def row_labels(run: Run) -> dict[str, str]:
+    """recipe_key -> the label of its rows after the method name: a sweep names every row's whole
+    recipe; a benchmark its --set changes, unless two different recipes of one method would read
+    the same (rows merged from files of different recipes), which are then named whole too."""
+    rows = run.doc["results"]
+    if run.doc.get("sweep"):
+        return {recipe_key(r): recipe_text(r, run) for r in rows}
+    # what the tables show of a row besides the label: rows equal in it and in the label would read as one
+    shown = ("method", "backbone", "backbone_kwargs", "batch_size")
+    short: dict[str, set] = {}
+    for r in rows:
+        short.setdefault(recipe_key(r), set()).add((json.dumps([r.get(k) for k in shown]), recipe_changes(r, run)))
+    counts: dict[tuple, int] = {}
+    for labels in short.values():
+        for v in labels:
+            counts[v] = counts.get(v, 0) + 1
+    whole = {k for k, labels in short.items() if len(labels) > 1 or counts[next(iter(labels))] > 1}
+    return {
+        recipe_key(r): recipe_text(r, run) if recipe_key(r) in whole else next(iter(short[recipe_key(r)]))[1]
+        for r in rows
+    }
 
 
 def convergence_groups(run: Run) -> dict[tuple, list[dict]]:
-    """One recipe's runs over its seeds: (method, backbone with sizes, batch, recipe changes) ->
-    its rows in file order. Rows that differ in anything but the seed are in different groups."""
-    groups: dict[tuple, list[dict]] = {}
+    """One recipe's runs over its seeds: (method, backbone with sizes, batch, label) -> its rows in
+    file order; rows are seeds of one recipe when their ``recipe_key`` is equal."""
+    labels = row_labels(run)
+    groups: dict[str, list[dict]] = {}
     for r in run.doc["results"]:
-        backbone = backbone_label(r["backbone"], r.get("backbone_kwargs"))
-        key = (r["method"], backbone, r.get("batch_size"), recipe_changes(r, run))
-        groups.setdefault(key, []).append(r)
-    return groups
+        groups.setdefault(recipe_key(r), []).append(r)
+    out = {}
+    for k, g in groups.items():
+        backbone = backbone_label(g[0]["backbone"], g[0].get("backbone_kwargs"))
+        out[g[0]["method"], backbone, g[0].get("batch_size"), labels[k]] = g
+    return out
 
 
 def _over_seeds(group: list[dict]) -> tuple[list[float], float | None, float | None, bool]:
@@ -469,10 +511,11 @@ def convergence_seed_summary(run: Run) -> tuple[str, int, int]:
 
 def convergence(run: Run) -> tuple[str, str]:
     rows = []
+    labels = row_labels(run)
     for r in run.doc["results"]:
         curve = ", ".join(num(acc) for _epoch, acc in r["knn_curve"]) or "—"
         gain = r.get("gain_points")
-        changes = recipe_changes(r, run)
+        changes = labels[recipe_key(r)]
         rows.append(
             [
                 r["method"] + (f" ({changes})" if changes else ""),
@@ -536,14 +579,25 @@ def convergence(run: Run) -> tuple[str, str]:
         in_budget = [(v, stats) for v, stats in scored if v[1][0].get("epochs") == budget]
         scored = in_budget or scored
         runs = sum(len(g) for _c, g in variations)
-        shown = "—"
-        if scored:
-            (changes, group), (gains, mean, std, _f) = max(scored, key=lambda x: x[1][1])
+
+        def shown(best) -> str:
+            (changes, group), (gains, mean, std, _f) = best
             seeds = ", ".join(str(row_seed(r, run.doc)) for r in group)
             spread = f" ± {std:.1f}" if len(gains) > 1 else ""
-            over = f"seed{'s' * (len(group) > 1)} {seeds}"
-            shown = f"{mean:+.1f}{spread} over {over} ({changes or 'the recipe'})"
-        lines.append(f"- {method} on {backbone}: {len(variations)} variation(s), {runs} run(s); best mean gain {shown}")
+            return f"{mean:+.1f}{spread} over seed{'s' * (len(group) > 1)} {seeds} ({changes or 'the recipe'})"
+
+        line = f"- {method} on {backbone}: {len(variations)} variation(s), {runs} run(s); best mean gain "
+        if not scored:
+            lines.append(line + "—")
+            continue
+        best = max(scored, key=lambda x: x[1][1])
+        line += shown(best)
+        # one lucky seed can top the table: the best over several seeds too, when it is another
+        several = [x for x in scored if len(x[0][1]) > 1]
+        steady = max(several, key=lambda x: x[1][1]) if several else None
+        if steady is not None and steady is not best:
+            line += f"; over several seeds {shown(steady)}"
+        lines.append(line)
     n_var = sum(len(v) for v in by_method.values())
     budget = (run.doc.get("config") or {}).get("epochs")
     within = f" (the best among those of {budget} epochs where there are such)" if budget else ""

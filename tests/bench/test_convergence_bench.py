@@ -33,30 +33,33 @@ def test_quick_convergence_run_writes_a_valid_report_row(tmp_path, capsys):
 
     # A sweep: recipe variations (--set) merged into one file that does not supersede the benchmark
     out2 = tmp_path / "var"
-    args2 = [*args, "--seed", "1", "--set", "lr=0.2", "--data-root", str(CIFAR), "--out", str(out2)]
+    args2 = [*args, "--seed", "1", "--seeds", "2", "--set", "lr=0.2", "--data-root", str(CIFAR), "--out", str(out2)]
     assert main(args2) == 0
+    err = capsys.readouterr().err
+    assert "[1/2] simclr " in err and "[2/2] simclr " in err  # progress: run i of all
     merged = tmp_path / "merged"
     assert main(["--merge", str(path), *map(str, out2.glob("*.json")), "--sweep", "--out", str(merged)]) == 0
     (mpath,) = merged.glob("convergence-*.json")
     swept = validate(json.loads(mpath.read_text()), mpath)
-    assert swept.variant == "sweep, quick" and [r["seed"] for r in swept.doc["results"]] == [0, 1]
+    assert swept.variant == "sweep, quick" and [r["seed"] for r in swept.doc["results"]] == [0, 1, 2]
     full, summary = tables.convergence(swept)
-    # a sweep row names its --set, then the whole recipe it was relative to (which changes over time)
-    assert "| simclr (lr=0.2; on batch_size=32, warmup_epochs=1, proj_hidden=[64], proj_out=32) |" in full
-    assert "2 runs of 2 variations" in summary
-    assert "- simclr on resnet18_cifar: 2 variation(s), 2 run(s); best mean gain" in summary
+    # a sweep row names the whole recipe it ran (the short-budget recipe a --set is relative to changes)
+    quick = "batch_size=32, proj_hidden=[64], proj_out=32, warmup_epochs=1"
+    assert "| simclr (batch_size=32, lr=0.2, proj_hidden=[64], proj_out=32, warmup_epochs=1) |" in full
+    assert f"| simclr ({quick}) |" in full
+    assert "3 runs of 2 variations" in summary
+    assert "- simclr on resnet18_cifar: 2 variation(s), 3 run(s); best mean gain" in summary
     # a row trained for other epochs than its file's (an --epochs shard) says so, in both tables
     doc = json.loads(mpath.read_text())
     doc["results"][1]["epochs"] = 2
     doc["results"][1]["gain_points"] = 99.0
     full, summary = tables.convergence(validate(doc, mpath))
-    assert "| simclr (lr=0.2, epochs=2; on batch_size=32, " in full and "| simclr (on batch_size=32, " in full
+    assert "| simclr (batch_size=32, lr=0.2, proj_hidden=[64], proj_out=32, warmup_epochs=1, epochs=2) |" in full
     # ... and is not ranked above the runs of the file's budget
-    first = f"best mean gain {doc['results'][0]['gain_points']:+.1f} over seed 0 (on batch_size=32, "
-    assert "best mean gain +99.0" not in summary and first in summary
-    doc["results"][0]["epochs"] = 5  # no run in the budget: all are ranked
+    assert "best mean gain +99.0" not in summary
+    doc["results"][0]["epochs"] = doc["results"][2]["epochs"] = 5  # no run in the budget: all are ranked
     _, summary = tables.convergence(validate(doc, mpath))
-    assert "best mean gain +99.0 over seed 1 (lr=0.2, epochs=2; on batch_size=32, " in summary
+    assert "best mean gain +99.0 over seed 1 (batch_size=32, lr=0.2, " in summary
     from sslfast.report import plots
 
     assert plots.convergence(swept, tmp_path, "s") == []  # its table carries it: no 30-line legend
@@ -257,10 +260,30 @@ def test_a_sweep_ranks_variations_by_their_mean_over_seeds():
     ]
     _, summary = tables.convergence(validate(_doc(rows, sweep=True)))
     assert "4 runs of 2 variations" in summary
-    assert (
-        "- byol on resnet18_cifar: 2 variation(s), 4 run(s); best mean gain +4.5 ± 0.7 over seeds 0, 1 (lr=0.1)"
-        in summary
-    )
+    best = "+4.5 ± 0.7 over seeds 0, 1 (lr=0.1; recipe not recorded)"  # an older row: no recipe field
+    assert f"- byol on resnet18_cifar: 2 variation(s), 4 run(s); best mean gain {best}\n" in summary
+    # a variation run on one seed can top the mean: the best over several seeds is named beside it
+    rows.append(_row("byol", 0, 6.0) | {"recipe": {"optimizer": "adamw", "batch_size": 32}})
+    _, summary = tables.convergence(validate(_doc(rows, sweep=True)))
+    lucky = "+6.0 over seed 0 (batch_size=32, optimizer=adamw)"
+    assert f"best mean gain {lucky}; over several seeds {best}\n" in summary
+
+
+def test_rows_of_one_recipe_are_its_seeds_however_it_was_given():
+    # a --set on one day's short-budget recipe and the same values as a later default ran one recipe
+    adamw = {"optimizer": "adamw", "lr": 0.016}
+    via_set = _row("byol", 0, 1.9) | {"overrides": {"optimizer": "adamw"}, "recipe": adamw}
+    default = _row("byol", 1, 1.9) | {"overrides": {}, "recipe": dict(reversed(adamw.items()))}
+    older = _row("byol", 2, -2.5) | {"overrides": {}}  # no recipe recorded: not counted among them
+    for sweep in (True, False):
+        groups = tables.convergence_groups(validate(_doc([via_set, default, older], sweep=sweep)))
+        assert sorted(len(g) for g in groups.values()) == [1, 2]
+    full, _ = tables.convergence(validate(_doc([via_set, default, older])))
+    assert "| byol (lr=0.016, optimizer=adamw) | resnet18_cifar | 32 | 0, 1 | +1.9, +1.9 | +1.9 ± 0.0 |" in full
+    assert "| byol (recipe not recorded) | resnet18_cifar | 32 | 2 | -2.5 | -2.5 (one seed) |" in full
+    # one recipe given one way throughout keeps its short label in a benchmark
+    full, _ = tables.convergence(validate(_doc([default, default | {"seed": 2}])))
+    assert "| byol | resnet18_cifar | 32 | 1, 2 |" in full
 
 
 def test_the_plot_names_a_diverged_seed_and_keeps_its_methods_entry(tmp_path, monkeypatch):
@@ -297,6 +320,12 @@ def test_merging_seed_shards_records_every_seed_and_refuses_a_run_twice(tmp_path
     assert [r["seed"] for r in doc["results"]] == [0, 1]
     assert doc["config"]["seed"] == 0 and doc["config"]["seeds"] == [0, 1]
     assert doc["notes"][0].endswith("training images as the bank; seeds 0 to 1")  # not shard 1's "one seed (1)"
+    # the budget is the one most rows ran, not the first shard's: a 10-epoch shard given first
+    ten = _doc([_row("vicreg", 5, 4.0) | {"epochs": 10}], config={"epochs": 10, "seed": 5})
+    (tmp_path / "ten.json").write_text(json.dumps(ten))
+    assert main(["--merge", str(tmp_path / "ten.json"), *map(str, paths), "--sweep", "--out", str(tmp_path / "t")]) == 0
+    (t,) = (tmp_path / "t").glob("convergence-*.json")
+    assert json.loads(t.read_text())["config"]["epochs"] == 3
     assert not any("one seed" in n for n in doc["notes"])
     assert "s1.json: incomplete: 0 of 2 runs finished when this was written" in doc["notes"]
     # the same --set and seed on another recipe (SHORT_BUDGET changed between sweeps) is another run
@@ -305,6 +334,15 @@ def test_merging_seed_shards_records_every_seed_and_refuses_a_run_twice(tmp_path
         doc["results"][0]["recipe"] = {"proj_out": proj_out}
         (tmp_path / f"r{i}.json").write_text(json.dumps(doc))
     assert main(["--merge", str(tmp_path / "r0.json"), str(tmp_path / "r1.json"), "--out", str(tmp_path / "r")]) == 0
+    (r,) = (tmp_path / "r").glob("convergence-*.json")
+    groups = tables.convergence_groups(validate(json.loads(r.read_text()), r))
+    assert sorted(len(g) for g in groups.values()) == [1, 1]  # two recipes of one seed each, not two seeds
+    # a row that records its recipe beside one that does not, same --set: maybe two recipes; a
+    # benchmark refuses to average them, a sweep keeps them apart
+    mix = [str(tmp_path / "r0.json"), str(paths[1])]
+    with pytest.raises(SystemExit, match="records its recipe in one of .* but not in the other"):
+        main(["--merge", *mix, "--out", str(tmp_path / "mix")])
+    assert main(["--merge", *mix, "--sweep", "--out", str(tmp_path / "mix")]) == 0
     # the same run twice (a shard given twice) would count twice in the mean: refused
     with pytest.raises(SystemExit, match=r"vicreg on resnet18_cifar seed 1 \(the recipe\) is in both .*s1.json"):
         main(["--merge", str(paths[0]), str(paths[0]), "--out", str(tmp_path / "m3")])
