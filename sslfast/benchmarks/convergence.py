@@ -92,10 +92,10 @@ SMALL_VIT = dict(backbone="vit_tiny", patch_size=4, vit_depth=4, vit_dim=96)
 #   scale 0.2 +0.6.
 # - BYOL under its LARS recipe: its predictor at 10x gave -1.0 (with BatchNorm per view -0.9). It
 #   learns, slowly: +4.8 after 10 epochs.
-# The benchmark on seeds 0-2 before this BYOL change (2026-12-06T06:38Z): mean gains VICReg +11.8, SimCLR
+# The benchmark on seeds 0-2 (bench/results, 2026-12-06T07:13Z): mean gains VICReg +11.8, SimCLR
 # +11.1, TiCo +9.2, MoCo v3 +7.4, MoCo v2+ +5.9, EMP-SSL +13.0 (ViT +10.5), ViT VICReg +6.0; below the
-# target Barlow Twins +1.8, SimSiam +3.0, BYOL -1.6 (LARS: -2.5, -2.5, +0.3). The third sweep (seed 0
-# unless noted) found no recipe reaching +5 for these. BYOL with AdamW (lr 0.016 at the reference
+# target Barlow Twins +1.8, SimSiam +3.0, BYOL +1.4 (on LARS, 06:38Z: -1.6 from -2.5, -2.5, +0.3). The
+# third sweep (seed 0 unless noted) found no recipe reaching +5 for these. BYOL with AdamW (lr 0.016 at the reference
 # batch 256: 2e-3 at 32; weight decay 0.05, as the ViT recipe) gains +1.9, +1.9, +0.4 on seeds 0-2,
 # above LARS on every seed and above the untrained network on every seed: BYOL's short recipe
 # (AdamW lr 1e-3 +1.1, 4e-3 -1.0; under LARS, teacher momentum 0.9 gave +0.2). SimSiam AdamW -1.8, LARS -1.4, 2x rate
