@@ -93,13 +93,15 @@ SMALL_VIT = dict(backbone="vit_tiny", patch_size=4, vit_depth=4, vit_dim=96)
 # - BYOL under its LARS recipe: its predictor at 10x gave -1.0 (with BatchNorm per view -0.9). It
 #   learns, slowly: +4.8 after 10 epochs.
 # The benchmark on seeds 0-2 (bench/results, 2026-12-06T07:13Z): mean gains VICReg +11.8, SimCLR
-# +11.1, TiCo +9.2, MoCo v3 +7.4, MoCo v2+ +5.9, EMP-SSL +13.0 (ViT +10.5), ViT VICReg +6.0; below the
-# target Barlow Twins +1.8, SimSiam +3.0, BYOL +1.4 (on LARS, 06:38Z: -1.6 from -2.5, -2.5, +0.3). The
-# third sweep (seed 0 unless noted) found no recipe reaching +5 for these. BYOL with AdamW (lr 0.016 at the reference
-# batch 256: 2e-3 at 32; weight decay 0.05, as the ViT recipe) gains +1.9, +1.9, +0.4 on seeds 0-2,
-# above LARS on every seed and above the untrained network on every seed: BYOL's short recipe
-# (AdamW lr 1e-3 +1.1, 4e-3 -1.0; under LARS, teacher momentum 0.9 gave +0.2). SimSiam AdamW -1.8, LARS -1.4, 2x rate
-# -1.4; Barlow Twins AdamW +0.7, D 64 +0.6, lr 0.6 -1.0, lambda 0.02 / 0.04 -3.5 / -3.5.
+# +11.1, TiCo +9.2, MoCo v3 +7.4, MoCo v2+ +5.9, EMP-SSL +13.0 (ViT +10.5), ViT VICReg +6.0; below
+# the target Barlow Twins +1.8, SimSiam +3.0, BYOL +1.4 (on LARS, 06:38Z: -1.6 from -2.5, -2.5, +0.3).
+# The third sweep (seed 0 unless noted) found no recipe reaching +5 for these three:
+# - BYOL with AdamW (lr 0.016 at the reference batch 256: 2e-3 at 32; weight decay 0.05, as the ViT
+#   recipe) gains +1.9, +1.9, +0.4 on seeds 0-2, above LARS and above the untrained network on
+#   every seed: BYOL's short recipe. AdamW lr 1e-3 +1.1, 4e-3 -1.0; under LARS, teacher momentum
+#   0.9 +0.2.
+# - SimSiam: AdamW -1.8, LARS -1.4, 2x rate -1.4.
+# - Barlow Twins: AdamW +0.7, D 64 +0.6, lr 0.6 -1.0, lambda 0.02 / 0.04 -3.5 / -3.5.
 SHORT_DEFAULT = dict(batch_size=32, warmup_epochs=1)
 SHORT_BUDGET: dict[str, dict] = {
     "barlow_twins": dict(SHORT_DEFAULT, proj_out=128, bias_lr_scale=0.024),
@@ -410,7 +412,7 @@ def merge(paths: list[str], out: str | None, extra_notes: list[str] = (), sweep:
     ``sweep``: the rows are variations of the recipe (their ``overrides``), kept apart from the
     benchmark proper in the report (``Run.variant``)."""
     from sslfast.report.schema import MIXED_SHA, load, row_seed
-    from sslfast.report.tables import recipe_changes, recipe_key
+    from sslfast.report.tables import RUN_FIELDS, recipe_changes, recipe_key
     from sslfast.train.methods import METHODS
 
     runs = [load(p) for p in paths]
@@ -437,10 +439,7 @@ def merge(paths: list[str], out: str | None, extra_notes: list[str] = (), sweep:
             seen[key] = str(r.path)
             # a benchmark's seeds must be of one recipe: a row that does not record its recipe cannot
             # be told from one that does with the same --set (a sweep keeps both, labelled apart)
-            loose = json.dumps(
-                {k: row.get(k) for k in ("method", "backbone", "backbone_kwargs", "epochs", "batch_size", "overrides")},
-                sort_keys=True,
-            )
+            loose = json.dumps({k: row.get(k) for k in (*RUN_FIELDS, "overrides")}, sort_keys=True)
             has = row.get("recipe") is not None
             if not sweep and unrecorded.setdefault(loose, (has, str(r.path)))[0] != has:
                 other = unrecorded[loose][1]

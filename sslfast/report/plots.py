@@ -236,9 +236,7 @@ def convergence(run: Run, out: Path, stem: str) -> list[str]:
                 _plot_loss(loss_ax, [r], images, style)
             if not finite:
                 continue
-            curves = [dict(_gains(r)) for r in finite]
-            epochs = sorted(set.intersection(*(set(c) for c in curves)))
-            per_epoch = [[c[e] for c in curves] for e in epochs]
+            epochs, per_epoch = _at_shared([dict(_gains(r)) for r in finite])
             label = name + (f" ({len(finite)} seeds)" if len(finite) > 1 else "")
             acc_ax.plot(epochs, [sum(v) / len(v) for v in per_epoch], marker="o", ms=3, label=label, **style)
             if len(finite) > 1:
@@ -272,12 +270,18 @@ def _plot_loss(ax, group: list[dict], images: int | None, style: dict) -> None:
             scaled.append({s: (v - lo) / (hi - lo) if hi > lo else 0.0 for s, v in losses})
     if not scaled:
         return
-    steps = sorted(set.intersection(*(set(c) for c in scaled)))
+    steps, per_step = _at_shared(scaled)
     if not steps:  # no logged step in common (another --log-every): each run on its own
         for c in scaled:
             ax.plot(list(c), list(c.values()), **style)
         return
-    ax.plot(steps, [sum(c[s] for c in scaled) / len(scaled) for s in steps], **style)
+    ax.plot(steps, [sum(v) / len(v) for v in per_step], **style)
+
+
+def _at_shared(curves: list[dict]) -> tuple[list, list[list[float]]]:
+    """The x values every curve (x -> y) has, sorted, and at each the curves' y values."""
+    xs = sorted(set.intersection(*(set(c) for c in curves)))
+    return xs, [[c[x] for c in curves] for x in xs]
 
 
 def gate(run, out, stem) -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from collections import Counter
 
 from .schema import Run, loss_size, mean_std, row_seed
 
@@ -393,22 +394,29 @@ def convergence_verdict(row: dict) -> str:
     return f"{'✓' if gain >= target else '✗'} (target ≥ {num(target)})"
 
 
+# The fields of a convergence row that say what ran, besides its recipe (or --set) and its seed.
+RUN_FIELDS = ("method", "backbone", "backbone_kwargs", "epochs", "batch_size")
+
+
 def recipe_key(row: dict) -> str:
     """What a convergence row ran, all but its seed: rows with equal keys are seeds of one recipe.
     Rows that record their whole ``recipe`` are keyed by it (a --set on one day's SHORT_BUDGET and
     the same values as a later default are one recipe); older rows by their --set overrides."""
     what = {"recipe": row["recipe"]} if row.get("recipe") is not None else {"overrides": row.get("overrides") or {}}
-    fields = ("method", "backbone", "backbone_kwargs", "epochs", "batch_size")
-    return json.dumps({**{k: row.get(k) for k in fields}, **what}, sort_keys=True, default=str)
+    return json.dumps({**{k: row.get(k) for k in RUN_FIELDS}, **what}, sort_keys=True, default=str)
+
+
+def _off_budget(row: dict, run: Run) -> dict:
+    """``{"epochs": n}`` when the row trained for other epochs than its file's (an --epochs shard
+    merged into a sweep), else ``{}``."""
+    epochs = (run.doc.get("config") or {}).get("epochs")
+    return {"epochs": row.get("epochs")} if epochs is not None and row.get("epochs") != epochs else {}
 
 
 def recipe_changes(row: dict, run: Run) -> str:
     """A row's departures from its file's recipe: its --set overrides, and its epochs when they
-    differ from the file's (an --epochs shard merged into a sweep)."""
-    changes = dict(row.get("overrides") or {})
-    epochs = (run.doc.get("config") or {}).get("epochs")
-    if epochs is not None and row.get("epochs") != epochs:
-        changes["epochs"] = row.get("epochs")
+    differ from the file's."""
+    changes = {**(row.get("overrides") or {}), **_off_budget(row, run)}
     return ", ".join(f"{k}={v}" for k, v in changes.items())
 
 
@@ -418,10 +426,7 @@ def recipe_text(row: dict, run: Run) -> str:
     --set was relative to the short-budget recipe of their day."""
     if row.get("recipe") is None:
         return "; ".join(x for x in (recipe_changes(row, run), "recipe not recorded") if x)
-    fields = dict(sorted(row["recipe"].items()))
-    epochs = (run.doc.get("config") or {}).get("epochs")
-    if epochs is not None and row.get("epochs") != epochs:
-        fields["epochs"] = row.get("epochs")
+    fields = {**dict(sorted(row["recipe"].items())), **_off_budget(row, run)}
     return ", ".join(f"{k}={v}" for k, v in fields.items())
 
 
@@ -432,20 +437,18 @@ def row_labels(run: Run) -> dict[str, str]:
     rows = run.doc["results"]
     if run.doc.get("sweep"):
         return {recipe_key(r): recipe_text(r, run) for r in rows}
-    # what the tables show of a row besides the label: rows equal in it and in the label would read as one
-    shown = ("method", "backbone", "backbone_kwargs", "batch_size")
+    # per recipe, how its rows read in the tables (what they show, and the short label): a recipe
+    # whose rows read two ways, or that reads like another recipe, is named whole
     short: dict[str, set] = {}
     for r in rows:
-        short.setdefault(recipe_key(r), set()).add((json.dumps([r.get(k) for k in shown]), recipe_changes(r, run)))
-    counts: dict[tuple, int] = {}
-    for labels in short.values():
-        for v in labels:
-            counts[v] = counts.get(v, 0) + 1
-    whole = {k for k, labels in short.items() if len(labels) > 1 or counts[next(iter(labels))] > 1}
-    return {
-        recipe_key(r): recipe_text(r, run) if recipe_key(r) in whole else next(iter(short[recipe_key(r)]))[1]
-        for r in rows
-    }
+        short.setdefault(recipe_key(r), set()).add((json.dumps([r.get(k) for k in RUN_FIELDS]), recipe_changes(r, run)))
+    reads = Counter(v for labels in short.values() for v in labels)
+    labels: dict[str, str] = {}
+    for r in rows:
+        key = recipe_key(r)
+        (only, *more) = short[key]
+        labels.setdefault(key, recipe_text(r, run) if more or reads[only] > 1 else only[1])
+    return labels
 
 
 def convergence_groups(run: Run) -> dict[tuple, list[dict]]:
